@@ -1,0 +1,308 @@
+"""The profile, ``cybershuttle.yml``: resources, runtime presets and storage locations.
+
+Found by ``--file F``, else ``$AIRAVATA_MAGIC_PROFILE``, else ``./cybershuttle.yml``, else the
+user config dir. Every error names the file, the line and the key; unknown keys are errors.
+The ``local`` resource always exists, with or without a file.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .backends import KINDS, Resource, backend_class
+from .errors import AiravataError, ProfileError
+from .runtime import LOCAL, SPEC_FIELDS, RuntimeSpec, validate_name
+
+PROFILE_NAME = "cybershuttle.yml"
+
+
+# -- reusable validators for backends' profile_keys ------------------------------------------
+def text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    s = str(value)
+    if not s.strip() or any(ord(c) < 32 for c in s):
+        raise ValueError("expected non-empty text on one line")
+    return s
+
+
+def port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise ValueError(f"expected a port number 1-65535, got {value!r}")
+    return value
+
+
+def path(value: Any) -> str:
+    """A path; ``~`` is kept (it may be expanded on the remote side)."""
+    s = text(value)
+    if "\x00" in s:
+        raise ValueError("path contains a NUL byte")
+    return s
+
+
+def text_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of text, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise ValueError(f"expected a list of text, found {item!r}")
+        out.append(str(item))
+    return out
+
+
+def text_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping of text to text, got {type(value).__name__}")
+    return {text(k): text(v) for k, v in value.items()}
+
+
+def mapping_list(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ValueError("expected a list of mappings")
+    return [dict(v) for v in value]
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+# -- YAML with line numbers ------------------------------------------------------------------
+class _LineDict(dict):
+    """A mapping that remembers the line of each key (1-based)."""
+
+    line: int = 0
+    lines: dict[Any, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, (str, int, float, bool)) or key is None:
+            raise yaml.MarkedYAMLError(problem="a key must be plain text", problem_mark=key_node.start_mark)
+        if key in out:
+            raise yaml.MarkedYAMLError(problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark)
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = key_node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+# -- the profile -----------------------------------------------------------------------------
+@dataclass
+class Preset:
+    """A named runtime preset from ``runtimes:``."""
+
+    name: str
+    resource: str | None
+    use: list[str]
+    spec: RuntimeSpec
+
+
+@dataclass
+class Profile:
+    path: str | None  # None when no file was found: only `local` exists
+    resources: dict[str, Resource] = field(default_factory=dict)
+    presets: dict[str, Preset] = field(default_factory=dict)
+    storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def resource(self, name: str) -> Resource:
+        try:
+            return self.resources[name]
+        except KeyError:
+            where = self.path or "no profile file"
+            raise AiravataError(
+                f"unknown resource {name!r} ({where}); known: {', '.join(sorted(self.resources))}"
+            ) from None
+
+
+LOCAL_RESOURCE = Resource(name=LOCAL, kind="local", settings={})
+
+
+def find_profile(explicit: str | None = None) -> Path | None:
+    """The profile file to use, following the search order, or None when there is none."""
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ProfileError(str(p), None, None, "file not found (given with --file)")
+        return p
+    env = os.environ.get("AIRAVATA_MAGIC_PROFILE")
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ProfileError(str(p), None, None, "file not found (named by $AIRAVATA_MAGIC_PROFILE)")
+        return p
+    for p in (Path.cwd() / PROFILE_NAME, paths.config_dir() / PROFILE_NAME):
+        if p.is_file():
+            return p
+    return None
+
+
+_cache: dict[tuple[str, float, int], Profile] = {}
+
+
+def load_profile(explicit: str | None = None) -> Profile:
+    """Find, parse and validate the profile (cached per file and modification time)."""
+    p = find_profile(explicit)
+    if p is None:
+        return Profile(path=None, resources={LOCAL: LOCAL_RESOURCE})
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_mtime, st.st_size)
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = parse_profile(p.read_text(encoding="utf-8"), str(p))
+        return _cache[key]
+    except OSError as e:
+        raise ProfileError(str(p), None, None, f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ProfileError(str(p), None, None, "not UTF-8 text") from None
+
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
+    """Parse and validate profile text. Raises ``ProfileError`` naming file, line and key."""
+    try:
+        doc = yaml.load(source, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise ProfileError(filename, line, None, f"not valid YAML: {e.problem or e}") from None
+    except yaml.YAMLError as e:
+        raise ProfileError(filename, None, None, f"not valid YAML: {e}") from None
+    if doc is None:
+        doc = _LineDict()
+        doc.lines = {}
+    if not isinstance(doc, _LineDict):
+        raise ProfileError(filename, 1, None, "the top level must be a mapping with resources:, runtimes:, storage:")
+
+    def err(d: _LineDict, key: Any, msg: str) -> ProfileError:
+        return ProfileError(filename, d.lines.get(key, d.line) if isinstance(d, _LineDict) else None, str(key), msg)
+
+    for key in doc:
+        if key not in ("resources", "runtimes", "storage"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes or storage")
+
+    profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
+
+    resources = doc.get("resources") or _LineDict()
+    if not isinstance(resources, dict):
+        raise err(doc, "resources", "must be a mapping of resource names to settings")
+    for name, body in resources.items():
+        rkey = f"resources.{name}"
+        if not isinstance(name, str) or not _KEY_RE.match(name):
+            raise err(resources, name, "resource names use letters, digits, '_', '.', '-'")
+        if not isinstance(body, _LineDict):
+            raise err(resources, name, "must be a mapping with at least kind:")
+        kind = body.get("kind")
+        if kind is None:
+            raise ProfileError(filename, body.line, rkey, f"missing kind: (one of {', '.join(KINDS)})")
+        if kind not in KINDS:
+            raise err(body, "kind", f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        try:
+            cls = backend_class(kind)
+        except AiravataError as e:
+            raise err(body, "kind", str(e)) from None
+        settings: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "kind":
+                continue
+            if key not in cls.profile_keys:
+                known = ", ".join(sorted(cls.profile_keys)) or "none"
+                raise err(body, key, f"unknown key for a {kind} resource ({rkey}); known: {known}")
+            try:
+                settings[key] = cls.profile_keys[key](value)
+            except (ValueError, TypeError, AiravataError) as e:
+                raise err(body, key, f"{rkey}: {e}") from None
+        for key in cls.required_keys:
+            if key not in settings:
+                raise ProfileError(filename, body.line, f"{rkey}.{key}", f"a {kind} resource needs {key}:")
+        line = body.line
+        profile.resources[name] = Resource(name=name, kind=kind, settings=settings, source=f"{filename}:{line}")
+
+    presets = doc.get("runtimes") or _LineDict()
+    if not isinstance(presets, dict):
+        raise err(doc, "runtimes", "must be a mapping of preset names to settings")
+    for name, body in presets.items():
+        pkey = f"runtimes.{name}"
+        try:
+            validate_name(str(name))
+        except AiravataError as e:
+            raise err(presets, name, str(e)) from None
+        if name == LOCAL:
+            raise err(presets, name, "'local' is the notebook's own kernel; choose another preset name")
+        if not isinstance(body, _LineDict):
+            raise err(presets, name, "must be a mapping, e.g. {resource: hpc, cpus: 4}")
+        resource, use, values = None, [], {}
+        for key, value in body.items():
+            if key == "resource":
+                if value not in profile.resources:
+                    raise err(body, key, f"{pkey}: unknown resource {value!r}; defined: {', '.join(sorted(profile.resources))}")
+                resource = value
+            elif key == "use":
+                try:
+                    use = parse_use(value if isinstance(value, str) else ",".join(text_list(value)), profile)
+                except (ValueError, AiravataError) as e:
+                    raise err(body, key, f"{pkey}: {e}") from None
+            elif key in SPEC_FIELDS:
+                values[key] = value
+            else:
+                raise err(body, key, f"unknown key in {pkey}; known: resource, use, {', '.join(SPEC_FIELDS)}")
+        try:
+            spec = RuntimeSpec.from_values(values)
+        except AiravataError as e:
+            bad = next((k for k in values if k in str(e)), None)
+            raise err(body, bad, f"{pkey}: {e}") from None
+        if resource is None and not use:
+            raise ProfileError(filename, body.line, pkey, "needs resource: (or use:)")
+        profile.presets[name] = Preset(name=name, resource=resource, use=[u for u in use], spec=spec)
+
+    storage = doc.get("storage") or _LineDict()
+    if not isinstance(storage, dict):
+        raise err(doc, "storage", "must be a mapping of names to {location: ...}")
+    for name, body in storage.items():
+        if not isinstance(body, _LineDict) or set(body) != {"location"}:
+            raise err(storage, name, f"storage.{name} must be exactly {{location: PATH_OR_URL}}")
+        try:
+            profile.storage[str(name)] = {"location": text(body["location"])}
+        except ValueError as e:
+            raise err(body, "location", f"storage.{name}: {e}") from None
+    return profile
+
+
+def parse_use(value: str, profile: Profile) -> list[str]:
+    """``A:gpu,B:debug`` -> ["A:gpu", "B:debug"], each resource checked against the profile."""
+    out = []
+    for item in str(value).split(","):
+        item = item.strip()
+        if not item:
+            raise AiravataError(f"empty entry in --use {value!r}; write RESOURCE[:PARTITION][,...]")
+        res, _, part = item.partition(":")
+        if res not in profile.resources:
+            raise AiravataError(f"--use names unknown resource {res!r}; defined: {', '.join(sorted(profile.resources))}")
+        if ":" in item and not part:
+            raise AiravataError(f"--use entry {item!r} has an empty partition")
+        out.append(item)
+    return out

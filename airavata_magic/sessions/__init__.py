@@ -1,0 +1,1 @@
+"""Sessions, templates, replay and the kernel provisioner."""

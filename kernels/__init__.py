@@ -1,0 +1,1 @@
+"""Job scripts, pod manifests and kernelspecs, shipped as ``airavata_magic.kernels``."""
