@@ -41,4 +41,16 @@ class TransportError(BackendError):
 
 
 class KernelDied(AiravataError):
-    """The remote kernel stopped answering its heartbeat while a cell ran."""
+    """The remote kernel stopped answering its heartbeat (or exited) while a cell ran."""
+
+    def __init__(self, message: str, runtime: str | None = None) -> None:
+        super().__init__(message)
+        self.runtime = runtime
+
+
+class RuntimeFailed(RuntimeUnavailable):
+    """A wait ended because the runtime failed, expired, died or was stopped; carries the log tail."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail

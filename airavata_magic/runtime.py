@@ -172,6 +172,8 @@ class Runtime:
     ready_at: float | None = None
     ends_at: float | None = None
     owner_pid: int = field(default_factory=os.getpid)
+    profile: str | None = None  # the profile file that defined `resource` (None: built-in local)
+    preset: str | None = None  # the `runtimes:` preset it came from, if any
     # Backend-private facts needed to reach the runtime again after a restart of the notebook
     # kernel (remote paths, pod name, pid). Never secrets: keys stay in connection files.
     backend_state: dict[str, Any] = field(default_factory=dict)

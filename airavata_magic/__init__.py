@@ -1,0 +1,82 @@
+"""airavata-magic: run notebook cells on kernels in Slurm jobs, SSH hosts and Kubernetes pods.
+
+``%load_ext airavata_magic`` registers the magics. ``import airavata_magic`` inside IPython does the
+same (users of the older Cybershuttle magics type that); outside IPython it registers nothing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+__version__ = "0.1.0"
+
+_manager = None
+_loaded: set[int] = set()
+
+
+def get_manager():
+    """The process's ``RuntimeManager`` (created on first use)."""
+    global _manager
+    if _manager is None:
+        from .manager import RuntimeManager
+
+        _manager = RuntimeManager()
+    return _manager
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Register the magics, the cell router and the remote-error display on an IPython shell."""
+    if id(ip) in _loaded:
+        return
+    from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
+    from .routing import make_router
+
+    manager = get_manager()
+    magics = RuntimeMagics(ip, manager)
+    ip.register_magics(magics)
+    ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
+
+    def reset_routed(*_args: Any) -> None:
+        manager.last_routed = []
+
+    ip.events.register("pre_run_cell", reset_routed)
+    if importlib.util.find_spec("airavata_magic.sessions.magics") is not None:
+        from .sessions import magics as session_magics
+
+        session_magics.load(ip, manager)
+    ours = ip.magics_manager.magics
+    line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
+                  and type(f.__self__).__module__.startswith("airavata_magic")}
+    cell_names = {n for n, f in ours["cell"].items() if getattr(f, "__self__", None) is not None
+                  and type(f.__self__).__module__.startswith("airavata_magic")}
+    ip.input_transformers_cleanup.append(
+        make_router(lambda: manager.current, line_names, cell_names, enabled=lambda: not magics.running_local)
+    )
+    _loaded.add(id(ip))
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Stop routing cells (runtimes keep running; ``%attach_runtime`` finds them again)."""
+    ip.input_transformers_cleanup[:] = [t for t in ip.input_transformers_cleanup
+                                        if getattr(t, "__module__", "") != "airavata_magic.routing"]
+    _loaded.discard(id(ip))
+
+
+def record_value(name: str, value: Any) -> None:
+    """Record a named value in the running notebook (collected by template sweeps)."""
+    from .sessions.values import record
+
+    record(name, value)
+
+
+def _autoload() -> None:
+    # Only when IPython is already running this process: never import it just to look.
+    if "IPython" not in sys.modules:
+        return
+    ip = sys.modules["IPython"].get_ipython()
+    if ip is not None:
+        load_ipython_extension(ip)
+
+
+_autoload()

@@ -1,0 +1,360 @@
+"""The relay: runs a cell on a remote kernel and replays its messages in the notebook.
+
+``KernelLink`` is a small zmq client of one kernel (shell, iopub, stdin, control, heartbeat).
+``run_cell`` sends one ``execute_request`` to one or several links and waits on all their sockets
+with one ``zmq.Poller`` (no sleeps), handing every iopub message of that request to an
+``OutputSink`` until both the ``execute_reply`` and the ``idle`` status have arrived. The sink
+decides where output goes (``NotebookSink``: the notebook kernel's own display machinery).
+"""
+from __future__ import annotations
+
+import getpass
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import zmq
+from jupyter_client.session import Session
+
+from .errors import KernelDied
+
+HEARTBEAT_INTERVAL = 1.0  # seconds between pings while a cell runs
+HEARTBEAT_TIMEOUT = 3.5  # no pong for this long = the kernel (or its tunnel) is gone
+
+
+class OutputSink(Protocol):
+    """Where a relayed cell's output goes."""
+
+    def stream(self, label: str | None, name: str, text: str) -> None: ...
+    def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None: ...
+    def clear_output(self, label: str | None, wait: bool) -> None: ...
+    def input(self, label: str | None, prompt: str, password: bool) -> str: ...
+
+
+@dataclass
+class CellOutcome:
+    """How a cell ended on one kernel."""
+
+    label: str | None
+    status: str = "ok"  # ok | error | aborted
+    execution_count: int | None = None
+    result: dict[str, Any] | None = None  # execute_result content (data, metadata)
+    error: dict[str, Any] | None = None  # ename, evalue, traceback
+    user_expressions: dict[str, Any] = field(default_factory=dict)
+
+
+class KernelLink:
+    """One client connection to one kernel, from its connection info.
+
+    Not thread-safe: one cell at a time, from the thread that runs cells.
+    """
+
+    def __init__(self, info: dict[str, Any], label: str | None = None) -> None:
+        self.info = dict(info)
+        self.label = label
+        key = info.get("key", "")
+        self.session = Session(
+            key=key.encode() if isinstance(key, str) else key,
+            signature_scheme=info.get("signature_scheme", "hmac-sha256"),
+            username="airavata-magic",
+        )
+        self._ctx = zmq.Context.instance()
+        ident = self.session.bsession
+        self.shell = self._socket(zmq.DEALER, "shell_port", ident)
+        self.stdin = self._socket(zmq.DEALER, "stdin_port", ident)
+        self.control = self._socket(zmq.DEALER, "control_port", None)
+        self.iopub = self._socket(zmq.SUB, "iopub_port", None)
+        self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._hb: zmq.Socket | None = None
+        self._hb_sent_at: float | None = None
+        self._hb_ok_at = time.monotonic()
+        self.closed = False
+
+    def _url(self, port_key: str) -> str:
+        transport = self.info.get("transport", "tcp")
+        ip = self.info.get("ip", "127.0.0.1")
+        port = self.info[port_key]
+        return f"ipc://{ip}-{port}" if transport == "ipc" else f"tcp://{ip}:{port}"
+
+    def _socket(self, kind: int, port_key: str, ident: bytes | None) -> zmq.Socket:
+        s = self._ctx.socket(kind)
+        s.linger = 0
+        if ident:
+            s.identity = ident
+        s.connect(self._url(port_key))
+        return s
+
+    # -- heartbeat -----------------------------------------------------------------------------
+    def _hb_socket(self) -> zmq.Socket:
+        if self._hb is None:
+            self._hb = self._socket(zmq.REQ, "hb_port", None)
+        return self._hb
+
+    def heartbeat_tick(self, now: float) -> None:
+        """Send a ping when due; raise ``KernelDied`` when the last one went unanswered too long."""
+        if self._hb_sent_at is None:
+            if now - self._hb_ok_at >= HEARTBEAT_INTERVAL:
+                self._hb_socket().send(b"ping")
+                self._hb_sent_at = now
+        elif now - self._hb_sent_at > HEARTBEAT_TIMEOUT:
+            raise KernelDied(f"the kernel{self._of()} stopped answering its heartbeat for {HEARTBEAT_TIMEOUT:.0f} s",
+                             self.label)
+
+    def heartbeat_received(self, now: float) -> None:
+        assert self._hb is not None
+        self._hb.recv()
+        self._hb_sent_at = None
+        self._hb_ok_at = now
+
+    def _of(self) -> str:
+        return f" of runtime {self.label!r}" if self.label else ""
+
+    # -- requests ------------------------------------------------------------------------------
+    def send_shell(self, msg_type: str, content: dict[str, Any]) -> str:
+        msg = self.session.msg(msg_type, content)
+        self.session.send(self.shell, msg)
+        return msg["header"]["msg_id"]
+
+    def send_interrupt_request(self) -> None:
+        self.session.send(self.control, self.session.msg("interrupt_request", {}))
+
+    def send_shutdown_request(self, restart: bool = False) -> None:
+        self.session.send(self.control, self.session.msg("shutdown_request", {"restart": restart}))
+
+    def recv(self, socket: zmq.Socket) -> dict[str, Any]:
+        _idents, parts = self.session.feed_identities(socket.recv_multipart(copy=False), copy=False)
+        return self.session.deserialize(parts, content=True, copy=False)
+
+    def wait_ready(self, timeout: float) -> dict[str, Any]:
+        """Wait until the kernel answers ``kernel_info`` AND its iopub reaches us.
+
+        A SUB socket only receives after its subscription has propagated; until the kernel's
+        first status message arrives here, output of the next cell could be lost.
+        """
+        deadline = time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self.shell, zmq.POLLIN)
+        poller.register(self.iopub, zmq.POLLIN)
+        reply: dict[str, Any] | None = None
+        iopub_seen = False
+        next_send = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                what = "kernel_info" if reply is None else "its first iopub message"
+                raise KernelDied(f"the kernel{self._of()} did not answer {what} within {timeout:.0f} s", self.label)
+            if now >= next_send and (reply is None or not iopub_seen):
+                self.send_shell("kernel_info_request", {})
+                next_send = now + (1.0 if reply is None else 0.2)
+            events = dict(poller.poll(max(1, int((min(deadline, next_send) - now) * 1000))))
+            if self.shell in events:
+                msg = self.recv(self.shell)
+                if msg["msg_type"] == "kernel_info_reply":
+                    reply = msg["content"]
+            if self.iopub in events:
+                self.recv(self.iopub)
+                iopub_seen = True
+            if reply is not None and iopub_seen:
+                self._hb_ok_at = time.monotonic()
+                return reply
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for s in (self.shell, self.stdin, self.control, self.iopub, self._hb):
+            if s is not None:
+                s.close(linger=0)
+
+
+class _Execution:
+    """The state of one execute_request on one link."""
+
+    def __init__(self, link: KernelLink, sink: OutputSink, msg_id: str) -> None:
+        self.link, self.sink, self.msg_id = link, sink, msg_id
+        self.outcome = CellOutcome(label=link.label)
+        self.replied = False
+        self.idle = False
+
+    @property
+    def done(self) -> bool:
+        return self.replied and self.idle
+
+    def on_iopub(self, msg: dict[str, Any]) -> None:
+        if msg["parent_header"].get("msg_id") != self.msg_id:
+            return
+        t, c = msg["msg_type"], msg["content"]
+        label = self.link.label
+        if t == "stream":
+            self.sink.stream(label, c.get("name", "stdout"), c.get("text", ""))
+        elif t in ("display_data", "update_display_data"):
+            self.sink.display(label, t, c)
+        elif t == "execute_result":
+            self.outcome.result = c
+            self.outcome.execution_count = c.get("execution_count")
+        elif t == "error":
+            self.outcome.error = c
+        elif t == "clear_output":
+            self.sink.clear_output(label, bool(c.get("wait")))
+        elif t == "status" and c.get("execution_state") == "idle":
+            self.idle = True
+        # execute_input, comm_* and others are not relayed (see README: widgets)
+
+    def on_shell(self, msg: dict[str, Any]) -> None:
+        if msg["parent_header"].get("msg_id") != self.msg_id or msg["msg_type"] != "execute_reply":
+            return
+        c = msg["content"]
+        self.replied = True
+        self.outcome.status = c.get("status", "error")
+        self.outcome.execution_count = c.get("execution_count", self.outcome.execution_count)
+        self.outcome.user_expressions = c.get("user_expressions") or {}
+        if self.outcome.status == "error" and self.outcome.error is None:
+            self.outcome.error = {k: c.get(k) for k in ("ename", "evalue", "traceback")}
+
+    def on_stdin(self, msg: dict[str, Any]) -> None:
+        if msg["msg_type"] != "input_request":
+            return
+        c = msg["content"]
+        try:
+            value = self.sink.input(self.link.label, c.get("prompt", ""), bool(c.get("password")))
+        except KeyboardInterrupt:
+            self.link.send_interrupt_request()
+            value = ""
+        self.link.session.send(self.link.stdin, "input_reply", {"value": value}, parent=msg)
+
+
+def run_cell(
+    links: list[KernelLink],
+    code: str,
+    sink: OutputSink,
+    *,
+    allow_stdin: bool = True,
+    silent: bool = False,
+    user_expressions: dict[str, str] | None = None,
+    interrupt: Callable[[KernelLink], None] | None = None,
+    tick: Callable[[], None] | None = None,
+    alive: Callable[[KernelLink], bool | None] | None = None,
+) -> list[CellOutcome]:
+    """Execute ``code`` on every link at once and relay outputs until each has finished.
+
+    ``interrupt(link)`` is called for each unfinished link when the local cell is interrupted;
+    the remote cells then get 5 s to end before ``KeyboardInterrupt`` propagates here.
+    ``tick()`` runs about once a second (walltime warnings). ``alive(link)`` may say a kernel is
+    gone sooner than the heartbeat can. Raises ``KernelDied`` naming the runtime that vanished.
+    """
+    content = {
+        "code": code,
+        "silent": silent,
+        "store_history": not silent,
+        "user_expressions": user_expressions or {},
+        "allow_stdin": allow_stdin,
+        "stop_on_error": True,
+    }
+    runs = [_Execution(link, sink, link.send_shell("execute_request", content)) for link in links]
+    poller = zmq.Poller()
+    by_socket: dict[Any, tuple[_Execution, str]] = {}
+    for run in runs:
+        for name in ("iopub", "shell", "stdin"):
+            sock = getattr(run.link, name)
+            poller.register(sock, zmq.POLLIN)
+            by_socket[sock] = (run, name)
+        hb = run.link._hb_socket()
+        poller.register(hb, zmq.POLLIN)
+        by_socket[hb] = (run, "hb")
+        run.link._hb_ok_at = time.monotonic()
+        run.link._hb_sent_at = None
+    interrupted_at: float | None = None
+    last_tick = time.monotonic()
+    while not all(r.done for r in runs):
+        try:
+            events = poller.poll(int(HEARTBEAT_INTERVAL * 1000))
+            now = time.monotonic()
+            for sock, _ in events:
+                run, name = by_socket[sock]
+                if name == "hb":
+                    run.link.heartbeat_received(now)
+                    continue
+                msg = run.link.recv(sock)
+                getattr(run, f"on_{name}")(msg)
+            for run in runs:
+                if not run.done:
+                    run.link.heartbeat_tick(now)
+                    if alive is not None and alive(run.link) is False:
+                        raise KernelDied(f"the kernel{run.link._of()} has exited", run.link.label)
+            if tick is not None and now - last_tick >= 1.0:
+                last_tick = now
+                tick()
+            if interrupted_at is not None and now - interrupted_at > 5.0:
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            if interrupted_at is not None:
+                raise
+            interrupted_at = time.monotonic()
+            for run in runs:
+                if not run.done:
+                    (interrupt or KernelLink.send_interrupt_request)(run.link)
+    if interrupted_at is not None:
+        raise KeyboardInterrupt
+    return [r.outcome for r in runs]
+
+
+class NotebookSink:
+    """Replays relayed output in the notebook kernel it runs in, as if produced locally.
+
+    With a label (several runtimes at once), stream lines are prefixed ``[label] `` and each
+    rich output is preceded by its label.
+    """
+
+    def __init__(self, labelled: bool = False) -> None:
+        self.labelled = labelled
+        self._line_start: dict[tuple[str | None, str], bool] = {}
+
+    def stream(self, label: str | None, name: str, text: str) -> None:
+        out = sys.stderr if name == "stderr" else sys.stdout
+        if self.labelled and label is not None:
+            text = self._prefix(label, name, text)
+        out.write(text)
+
+    def _prefix(self, label: str, name: str, text: str) -> str:
+        key = (label, name)
+        at_start = self._line_start.get(key, True)
+        prefix = f"[{label}] "
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            if (i > 0 or at_start) and (line or i < len(lines) - 1):
+                line = prefix + line
+            out.append(line)
+        self._line_start[key] = text.endswith("\n")
+        return "\n".join(out)
+
+    def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None:
+        from IPython.display import publish_display_data
+
+        if self.labelled and label is not None and msg_type == "display_data":
+            sys.stdout.write(f"[{label}] output:\n")
+            sys.stdout.flush()
+        publish_display_data(
+            content.get("data", {}),
+            content.get("metadata") or {},
+            transient=content.get("transient") or {},
+            update=msg_type == "update_display_data",
+        )
+
+    def clear_output(self, label: str | None, wait: bool) -> None:
+        from IPython.display import clear_output
+
+        clear_output(wait=wait)
+
+    def input(self, label: str | None, prompt: str, password: bool) -> str:
+        if self.labelled and label is not None:
+            prompt = f"[{label}] {prompt}"
+        sys.stdout.flush()
+        if password:
+            from . import secret_values
+
+            value = getpass.getpass(prompt)
+            secret_values.remember(value)
+            return value
+        return input(prompt)
