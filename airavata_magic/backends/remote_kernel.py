@@ -1,0 +1,372 @@
+"""What the ``slurm`` and ``ssh`` backends share: a kernel started by ``kernels/remote_launcher.py``
+in a private run directory on the remote side, reached over the resource's one SSH connection.
+
+Remote layout, under the profile's ``work_dir`` (default ``~/.airavata-magic``, mode 0700)::
+
+    launcher-<hash>.py           the launcher, uploaded once per content
+    runtimes/<name>-<random>/    one run directory per runtime (0700)
+        job.sh | run.sh          the rendered script      job.log   kernel and launcher output
+        kernel.json              the connection file (0600), written on the node
+        restart, stop            flag files the launcher obeys       exit   its final exit code
+
+The client reads ``kernel.json`` over SFTP and opens one forward per port through the SSH
+connection. The key stays in memory here; ``Runtime.backend_state`` holds only paths and pids.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import re
+import secrets
+import shlex
+import string
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .. import profile as validators
+from ..errors import BackendError, InvalidArgument, TransportError
+from ..runtime import Observation, Runtime, RuntimeState
+from ..transport.ssh import Forward, SshConnection, SshTarget, connection_for, parse_jump, quote_argv
+from .base import AuthResult, Backend, ConnectionInfo
+
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+LOG_TAIL_BYTES = 2000
+DEFAULT_WORK_DIR = "~/.airavata-magic"
+
+
+# -- profile keys ----------------------------------------------------------------------------
+def _one_line_list(value: Any) -> list[str]:
+    lines = validators.text_list(value)
+    for line in lines:
+        if "\n" in line or "\r" in line or "\x00" in line:
+            raise ValueError("each setup entry must be one shell line (use several entries)")
+    return lines
+
+
+def _work_dir(value: Any) -> str:
+    p = validators.path(value)
+    if p.startswith("~") and not (p == "~" or p.startswith("~/")):
+        raise ValueError("only ~/... is expanded; write the absolute path for another user's home")
+    return p
+
+
+def _proxy_jump(value: Any) -> str:
+    s = validators.text(value)
+    parse_jump(s, "user")
+    return s
+
+
+def _user(value: Any) -> str:
+    s = validators.text(value)
+    if not re.match(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$", s):
+        raise ValueError(f"not a valid user name: {s!r}")
+    return s
+
+
+def _host(value: Any) -> str:
+    s = validators.text(value)
+    if not re.match(r"^[A-Za-z0-9._:-]{1,253}$", s) or s.startswith("-"):
+        raise ValueError(f"not a valid host name or address: {s!r}")
+    return s
+
+
+SSH_KEYS: dict[str, Callable[[Any], Any]] = {
+    "host": _host,
+    "port": validators.port,
+    "user": _user,
+    "identity_file": validators.path,
+    "known_hosts": validators.path,
+    "proxy_jump": _proxy_jump,
+    "python": validators.path,
+    "setup": _one_line_list,
+    "work_dir": _work_dir,
+}
+
+
+def target_of(settings: dict[str, Any]) -> SshTarget:
+    """The SSH login described by a resource's settings."""
+    kw: dict[str, Any] = {"host": settings["host"], "port": settings.get("port", 22)}
+    for key in ("user", "identity_file", "known_hosts", "proxy_jump"):
+        if settings.get(key):
+            kw[key] = settings[key]
+    return SshTarget(**kw)
+
+
+# -- rendering (pure functions) --------------------------------------------------------------
+def _template(name: str) -> string.Template:
+    return string.Template((importlib.resources.files("airavata_magic.kernels") / name).read_text())
+
+
+def sbatch_quote(value: str) -> str:
+    """A value for an ``#SBATCH`` line: sbatch honours double quotes with backslash escapes
+    (verified on Slurm 22.05: spaces, quotes, ``;``, ``#``, ``$(..)`` arrive intact)."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def slurm_filename(path: str) -> str:
+    """A path for ``--output``: ``%`` is Slurm's pattern character, ``%%`` a literal one."""
+    return path.replace("%", "%%")
+
+
+def sbatch_options(*, partition: str | None = None, account: str | None = None, walltime: int | None = None,
+                   cpus: int | None = None, memory: int | None = None, gpus: int | None = None,
+                   node: str | None = None) -> list[tuple[str, str]]:
+    """The resource options of a job as (option, value) pairs, in a fixed order."""
+    opts: list[tuple[str, str]] = []
+    if partition:
+        opts.append(("--partition", partition))
+    if account:
+        opts.append(("--account", account))
+    if walltime:
+        opts.append(("--time", str(int(walltime))))
+    if cpus:
+        opts.append(("--cpus-per-task", str(int(cpus))))
+    if memory:
+        opts.append(("--mem", f"{int(memory)}M"))
+    if gpus:
+        opts.append(("--gres", f"gpu:{int(gpus)}"))
+    if node:
+        opts.append(("--nodelist", node))
+    return opts
+
+
+def render_job_script(*, job_name: str, output: str, options: list[tuple[str, str]], setup: list[str],
+                      command: list[str]) -> str:
+    """The Slurm job script (``kernels/slurm_job.sh``). Every value is quoted: ``#SBATCH`` values
+    for sbatch's parser, the command's argv for the shell. Setup lines are shell code by design
+    (``module load ...``) and are kept as written, one per line. ``command`` is exec'd last."""
+    for line in setup:
+        if "\n" in line or "\r" in line:
+            raise InvalidArgument("each setup entry must be one shell line")
+    return _template("slurm_job.sh").substitute(
+        job_name=sbatch_quote(job_name),
+        output=sbatch_quote(slurm_filename(output)),
+        directives="\n".join(f"#SBATCH {opt}={sbatch_quote(val)}" for opt, val in options) or "# (no resource options)",
+        setup="\n".join(setup) or ":",
+        command="exec " + quote_argv(command),
+    )
+
+
+def render_ssh_script(*, setup: list[str], command: list[str]) -> str:
+    """The script that starts a kernel on a plain SSH host (``kernels/ssh_kernel.sh``)."""
+    return _template("ssh_kernel.sh").substitute(
+        setup="\n".join(setup) or ":", command="exec " + quote_argv(command),
+    )
+
+
+def launcher_source() -> bytes:
+    return (importlib.resources.files("airavata_magic.kernels") / "remote_launcher.py").read_bytes()
+
+
+def run_dir_name(runtime_name: str) -> str:
+    """A directory name for a runtime: readable, safe in any shell, unique."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", runtime_name)[:40].lstrip(".-") or "runtime"
+    return f"{safe}-{secrets.token_hex(4)}"
+
+
+def parse_sections(text: str, boundary: str) -> dict[str, str]:
+    """Split the output of a batched remote command into its ``<boundary> key`` sections."""
+    out: dict[str, str] = {}
+    key = ""
+    buf: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(boundary + " "):
+            out[key] = "".join(buf)
+            key, buf = line[len(boundary) + 1:].strip(), []
+        else:
+            buf.append(line)
+    out[key] = "".join(buf)
+    return out
+
+
+@dataclass
+class _Tunnel:
+    fingerprint: tuple
+    forwards: list[Forward]
+    info: ConnectionInfo
+
+    def close(self) -> None:
+        for f in self.forwards:
+            f.close()
+
+
+class RemoteKernelBackend(Backend):
+    """Base of the ``slurm`` and ``ssh`` backends: run directories, connection files, forwards,
+    restarts, authentication. Subclasses submit, observe and stop."""
+
+    profile_keys = SSH_KEYS
+    required_keys = ("host",)
+
+    def __init__(self, resource, runtime_dir) -> None:
+        super().__init__(resource, runtime_dir)
+        self.settings = resource.settings
+        self.target = target_of(self.settings)
+        self._tunnels: dict[str, _Tunnel] = {}
+        self._lock = threading.RLock()
+        self._launcher_path: str | None = None
+        self._stopping: set[str] = set()
+
+    # -- the connection --------------------------------------------------------------------
+    @property
+    def conn(self) -> SshConnection:
+        """The resource's one shared SSH connection."""
+        return connection_for(self.target)
+
+    def run(self, command: str | list[str], stdin: bytes | str | None = None, timeout: float = 60) -> tuple[int, str, str]:
+        return self.conn.run(command, stdin=stdin, timeout=timeout)
+
+    def work_dir(self) -> str:
+        """The absolute remote work directory (``~`` expanded with the remote home)."""
+        wd = self.settings.get("work_dir", DEFAULT_WORK_DIR)
+        if wd == "~" or wd.startswith("~/"):
+            wd = self.conn.home().rstrip("/") + wd[1:]
+        elif not wd.startswith("/"):
+            wd = self.conn.home().rstrip("/") + "/" + wd
+        return wd.rstrip("/") or "/"
+
+    @property
+    def python(self) -> str:
+        return self.settings.get("python", "python3")
+
+    def ensure_launcher(self) -> str:
+        """Upload the launcher once per content; returns its remote path."""
+        if self._launcher_path is None:
+            src = launcher_source()
+            wd = self.work_dir()
+            path = f"{wd}/launcher-{hashlib.sha256(src).hexdigest()[:12]}.py"
+            cmd = (f"umask 077 && mkdir -p -- {shlex.quote(wd)} && "
+                   f"{{ test -s {shlex.quote(path)} || cat > {shlex.quote(path)}; }}")
+            rc, _, err = self.run(cmd, stdin=src)
+            if rc != 0:
+                raise BackendError(f"{self.resource.name}: cannot write to work_dir {wd}: {err.strip()[-300:]}")
+            self._launcher_path = path
+        return self._launcher_path
+
+    def new_run_dir(self, runtime: Runtime) -> str:
+        return f"{self.work_dir()}/runtimes/{run_dir_name(runtime.name)}"
+
+    @staticmethod
+    def rundir(runtime: Runtime) -> str:
+        try:
+            return runtime.backend_state["run_dir"]
+        except KeyError:
+            raise BackendError(f"runtime {runtime.name!r} has no run directory; request it again") from None
+
+    def launcher_argv(self, runtime: Runtime, rundir: str, *extra: str) -> list[str]:
+        return [self.python, self.ensure_launcher(), rundir, *extra]
+
+    # -- kernel connection -----------------------------------------------------------------
+    def connection(self, runtime: Runtime) -> ConnectionInfo | None:
+        raw = self.conn.read_file(f"{self.rundir(runtime)}/kernel.json")
+        if not raw:
+            return None
+        try:
+            info = json.loads(raw)
+            ports = [int(info[p]) for p in PORT_NAMES]
+            key, ip = str(info["key"]), str(info["ip"])
+        except (ValueError, KeyError, TypeError):
+            return None  # being written; the next call reads it whole
+        if not all(ports):
+            return None  # the seed: the kernel has not bound its ports yet
+        if ip in ("0.0.0.0", "", "*"):
+            raise BackendError(f"runtime {runtime.name!r}: the kernel binds {ip!r}; refusing to use an exposed kernel")
+        fingerprint = (ip, tuple(ports), key)
+        with self._lock:
+            tunnel = self._tunnels.get(runtime.name)
+            if tunnel is not None and tunnel.fingerprint == fingerprint:
+                return dict(tunnel.info)
+            if tunnel is not None:
+                tunnel.close()
+            forwards = [self.conn.forward(ip, port) for port in ports]
+            local = dict(info, ip="127.0.0.1", transport="tcp")
+            local.setdefault("signature_scheme", "hmac-sha256")
+            for name, fwd in zip(PORT_NAMES, forwards):
+                local[name] = fwd.local_port
+            self._tunnels[runtime.name] = _Tunnel(fingerprint, forwards, local)
+            return dict(local)
+
+    def close_tunnels(self, runtime: Runtime) -> None:
+        with self._lock:
+            tunnel = self._tunnels.pop(runtime.name, None)
+        if tunnel is not None:
+            tunnel.close()
+
+    def restart(self, runtime: Runtime) -> None:
+        """Ask the launcher for a fresh kernel in the same allocation (flag file)."""
+        rd = shlex.quote(self.rundir(runtime))
+        rc, _, err = self.run(f"rm -f -- {rd}/kernel.json && touch -- {rd}/restart")
+        if rc != 0:
+            raise BackendError(f"runtime {runtime.name!r}: cannot restart its kernel: {err.strip()[-300:]}")
+        self.close_tunnels(runtime)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget cached observations (after a request, stop or restart)."""
+
+    # -- authentication --------------------------------------------------------------------
+    def authenticate(self) -> AuthResult:
+        """A fresh SSH handshake (host key verified) and ``true``; plus the scheduler check."""
+        conn = SshConnection(self.target)  # not the pooled one: this must be a real handshake
+        try:
+            rc, _, err = conn.run(["true"], timeout=30)
+            if rc != 0:
+                return AuthResult(self.resource.name, self.kind, False, f"`true` failed on {self.target.label}: {err.strip()[-200:]}")
+            problem = self.check_remote(conn)
+            if problem:
+                return AuthResult(self.resource.name, self.kind, False, problem)
+            return AuthResult(self.resource.name, self.kind, True, f"ok: {self.target.label}, host key verified")
+        except TransportError as e:
+            return AuthResult(self.resource.name, self.kind, False, str(e))
+        finally:
+            conn.close()
+
+    def check_remote(self, conn: SshConnection) -> str | None:
+        """A problem found on the remote side after login (e.g. no sbatch), or None."""
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            tunnels, self._tunnels = list(self._tunnels.values()), {}
+        for t in tunnels:
+            t.close()
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def log_tail_command(self, runtime: Runtime) -> str:
+        return f"tail -c {LOG_TAIL_BYTES} -- {shlex.quote(self.rundir(runtime) + '/job.log')} 2>/dev/null"
+
+    @staticmethod
+    def ended(runtime: Runtime, stopping: bool, why: str, log: str, expired: bool = False) -> Observation:
+        """The observation of a runtime whose kernel or job is over."""
+        if expired:
+            return Observation(RuntimeState.EXPIRED, why or "walltime reached", log_tail=log)
+        if stopping:
+            return Observation(RuntimeState.STOPPED, "stopped by the user", log_tail=log)
+        if runtime.state == RuntimeState.READY:
+            return Observation(RuntimeState.DEAD, why, log_tail=log)
+        return Observation(RuntimeState.FAILED, why, log_tail=log)
+
+
+class Backoff:
+    """How long an ``observe()`` answer stays fresh: short while things change, longer while
+    nothing does (a queued job can wait hours; one query per runtime per second would be rude)."""
+
+    def __init__(self, first: float = 0.4, factor: float = 1.5, cap: float = 5.0) -> None:
+        self.first, self.factor, self.cap = first, factor, cap
+        self.interval = first
+        self.at = 0.0
+        self.key: Any = None
+        self.value: Any = None
+
+    def fresh(self, key: Any) -> bool:
+        return key == self.key and time.monotonic() - self.at < self.interval
+
+    def store(self, key: Any, value: Any) -> None:
+        changed = value != self.value
+        self.interval = self.first if changed else min(self.cap, self.interval * self.factor)
+        self.key, self.value, self.at = key, value, time.monotonic()
+
+    def reset(self) -> None:
+        self.key, self.interval = None, self.first

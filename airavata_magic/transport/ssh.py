@@ -1,0 +1,417 @@
+"""SSH on paramiko: one verified connection per resource, remote commands, SFTP, and port forwards.
+
+- Host keys are always verified against ``known_hosts`` (``RejectPolicy``); an unknown or changed
+  key is one ``TransportError`` line that says how to add or fix it.
+- ``connection_for(target)`` returns the one ``SshConnection`` shared by everything that talks to
+  that host as that user (backends, forwards, the compute command). It is thread-safe and
+  reconnects by itself when the link drops.
+- ``Forward``: a local listener on 127.0.0.1 whose connections become direct-tcpip channels. The
+  listener outlives the SSH connection: after a drop, the next connection made to it (ZeroMQ
+  reconnects on its own) goes through a fresh SSH connection, on the same local port.
+- Each forwarded connection is pumped by two blocking threads. ``select()`` on
+  ``Channel.fileno()`` was seen to kill whole connections during teardown (TESTBED.md).
+- paramiko does not set TCP_NODELAY; we give ``connect(sock=...)`` a socket that has it, and set
+  it on the local sockets too. Without it each kernel round trip pays Nagle + delayed-ACK stalls.
+"""
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import logging
+import os
+import re
+import shlex
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import paramiko
+
+from ..errors import TransportError
+
+# paramiko logs refused forwards and dropped links at ERROR; with no logging configured Python
+# would print them into the notebook. We report those conditions ourselves, as one line each.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+KEEPALIVE_S = 15
+CONNECT_TIMEOUT_S = 15
+
+
+@dataclasses.dataclass(frozen=True)
+class SshTarget:
+    """Where and how to log in. Hashable: it is the key of the shared connection pool."""
+
+    host: str
+    port: int = 22
+    user: str = dataclasses.field(default_factory=getpass.getuser)
+    identity_file: str | None = None  # else the SSH agent
+    known_hosts: str = "~/.ssh/known_hosts"
+    proxy_jump: str | None = None  # [user@]host[:port], same key and known_hosts
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def jump_target(self) -> "SshTarget | None":
+        """The bastion as its own target, or None."""
+        if not self.proxy_jump:
+            return None
+        user, host, port = parse_jump(self.proxy_jump, self.user)
+        return dataclasses.replace(self, host=host, port=port, user=user, proxy_jump=None)
+
+
+_JUMP_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?$")
+
+
+def parse_jump(value: str, default_user: str) -> tuple[str, str, int]:
+    """``[user@]host[:port]`` -> (user, host, port). Raises ValueError with the expected form."""
+    m = _JUMP_RE.match(value.strip())
+    if not m or not 1 <= int(m.group("port") or 22) <= 65535:
+        raise ValueError(f"expected [user@]host[:port], got {value!r}")
+    return m.group("user") or default_user, m.group("host").strip("[]"), int(m.group("port") or 22)
+
+
+def quote_argv(argv: Sequence[str]) -> str:
+    """A remote shell command line from an argv: every element ``shlex.quote``d."""
+    return " ".join(shlex.quote(str(a)) for a in argv)
+
+
+def _host_entry(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _nodelay_socket(host: str, port: int) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+    except OSError as e:
+        raise TransportError(f"cannot reach SSH server {host}:{port}: {e.strerror or e}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    return sock
+
+
+class SshConnection:
+    """One SSH connection to a target, made on first use and remade after a drop. Thread-safe."""
+
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+        self._lock = threading.RLock()
+        self._client: paramiko.SSHClient | None = None
+        self._jump: SshConnection | None = None
+        self._home: str | None = None
+        self.connects = 0  # how many times a connection was made (tests and benchmarks read it)
+
+    # -- the connection ------------------------------------------------------------------
+    def transport(self) -> paramiko.Transport:
+        """The live transport, connecting (again) if needed."""
+        with self._lock:
+            client = self._client
+            if client is not None:
+                t = client.get_transport()
+                if t is not None and t.is_active():
+                    return t
+                client.close()
+                self._client = None
+            self._client = self._connect()
+            self.connects += 1
+            t = self._client.get_transport()
+            assert t is not None
+            return t
+
+    def _connect(self) -> paramiko.SSHClient:
+        tg = self.target
+        client = paramiko.SSHClient()
+        known = Path(os.path.expanduser(tg.known_hosts))
+        if known.is_file():
+            try:
+                client.load_system_host_keys(str(known))  # read only; never written back
+            except (OSError, paramiko.SSHException) as e:
+                raise TransportError(f"cannot read known_hosts {known}: {e}") from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        jump = tg.jump_target()
+        if jump is not None:
+            self._jump = self._jump or connection_for(jump)
+            try:
+                sock = self._jump.transport().open_channel("direct-tcpip", (tg.host, tg.port), ("127.0.0.1", 0))
+            except paramiko.ChannelException as e:
+                raise TransportError(f"the jump host {jump.label} cannot reach {tg.host}:{tg.port}: {e}") from None
+        else:
+            sock = _nodelay_socket(tg.host, tg.port)
+        key_file = os.path.expanduser(tg.identity_file) if tg.identity_file else None
+        if key_file and not os.path.isfile(key_file):
+            raise TransportError(f"identity_file {key_file} not found; fix identity_file in the profile")
+        entry = _host_entry(tg.host, tg.port)
+        try:
+            client.connect(
+                tg.host, port=tg.port, username=tg.user, key_filename=key_file, sock=sock,
+                allow_agent=key_file is None, look_for_keys=False, timeout=CONNECT_TIMEOUT_S,
+                banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S,
+            )
+        except paramiko.BadHostKeyException:
+            raise TransportError(
+                f"the host key of {entry} has CHANGED (not the one in {known}); if the server was "
+                f"reinstalled, remove the old entry with `ssh-keygen -R '{entry}' -f {known}` and add the new "
+                f"one with `ssh-keyscan -p {tg.port} {tg.host} >> {known}` after checking its fingerprint"
+            ) from None
+        except paramiko.PasswordRequiredException:
+            raise TransportError(f"identity_file {key_file} is encrypted; load it into ssh-agent and remove identity_file") from None
+        except paramiko.AuthenticationException:
+            how = f"identity_file {key_file}" if key_file else "the keys in your SSH agent"
+            raise TransportError(f"{tg.label} refused {how}; check user and identity_file in the profile") from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise TransportError(
+                    f"the host key of {entry} is not in {known}; if you trust the host, add it with "
+                    f"`ssh-keyscan -p {tg.port} {tg.host} >> {known}` (or set known_hosts in the profile)"
+                ) from None
+            raise TransportError(f"SSH to {tg.label} failed: {e}") from None
+        except OSError as e:
+            raise TransportError(f"SSH to {tg.label} failed: {e.strerror or e}") from None
+        t = client.get_transport()
+        assert t is not None
+        t.set_keepalive(KEEPALIVE_S)
+        return client
+
+    def close(self) -> None:
+        """Drop the connection (forwards made from it reconnect on their next use)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- commands ------------------------------------------------------------------------
+    def _exec(self, command: str) -> paramiko.Channel:
+        for attempt in (0, 1):
+            t = self.transport()
+            try:
+                ch = t.open_session(timeout=CONNECT_TIMEOUT_S)
+                ch.exec_command(command)
+                return ch
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                if attempt:  # the connection died between the check and the use: once more
+                    raise TransportError(f"SSH to {self.target.label}: cannot run a command: {e}") from None
+                self.close()
+        raise AssertionError("unreachable")
+
+    def run(self, command: str | Sequence[str], stdin: bytes | str | None = None, timeout: float = 60) -> tuple[int, str, str]:
+        """Run a command (an argv, quoted here, or a string already quoted) -> (rc, stdout, stderr)."""
+        if not isinstance(command, str):
+            command = quote_argv(command)
+        ch = self._exec(command)
+        ch.settimeout(timeout)
+        err = bytearray()
+
+        def read_stderr() -> None:  # a thread, so a chatty stderr cannot fill the window and stall
+            try:
+                while chunk := ch.recv_stderr(65536):
+                    err.extend(chunk)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        out = bytearray()
+        try:
+            if stdin is not None:
+                ch.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
+            ch.shutdown_write()
+            while chunk := ch.recv(65536):
+                out.extend(chunk)
+            reader.join(timeout)
+            if not ch.status_event.wait(timeout):
+                raise TransportError(f"{self.target.label}: command did not finish in {timeout:.0f} s")
+            rc = ch.recv_exit_status()
+            if rc == -1:
+                raise TransportError(f"{self.target.label}: connection lost while a command ran")
+        except socket.timeout:
+            raise TransportError(f"{self.target.label}: command did not finish in {timeout:.0f} s") from None
+        finally:
+            ch.close()
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def stream(self, command: str, on_stdout: Callable[[bytes], None], on_stderr: Callable[[bytes], None]) -> int:
+        """Run a command, passing its output on as it comes; returns its exit code."""
+        ch = self._exec(command)
+        try:
+            ch.shutdown_write()
+            while True:
+                got = False
+                if ch.recv_ready():
+                    on_stdout(ch.recv(65536))
+                    got = True
+                if ch.recv_stderr_ready():
+                    on_stderr(ch.recv_stderr(65536))
+                    got = True
+                if not got:
+                    if ch.exit_status_ready():
+                        break
+                    if ch.closed:
+                        raise TransportError(f"{self.target.label}: connection lost while a command ran")
+                    ch.status_event.wait(0.02)
+            return ch.recv_exit_status()
+        finally:
+            ch.close()
+
+    # -- files ---------------------------------------------------------------------------
+    def sftp(self) -> paramiko.SFTPClient:
+        """A fresh SFTP client on the shared connection (close it when done)."""
+        try:
+            return self.transport().open_sftp_client()
+        except (paramiko.SSHException, EOFError, OSError):
+            self.close()
+            return self.transport().open_sftp_client()
+
+    def home(self) -> str:
+        """The remote home directory (absolute), to expand ``~`` in profile paths."""
+        if self._home is None:
+            with self.sftp() as s:
+                self._home = s.normalize(".")
+        return self._home
+
+    def read_file(self, path: str, max_bytes: int | None = None) -> bytes | None:
+        """A remote file's bytes (the last ``max_bytes`` if given), or None when it does not exist."""
+        with self.sftp() as s:
+            try:
+                with s.open(path, "rb") as f:
+                    if max_bytes is not None:
+                        size = f.stat().st_size
+                        f.seek(max(0, size - max_bytes))
+                    else:
+                        f.prefetch()
+                    return f.read()
+            except FileNotFoundError:
+                return None
+            except OSError as e:
+                raise TransportError(f"{self.target.label}: cannot read {path}: {e}") from None
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o600) -> None:
+        """Write a remote file with ``mode`` (the mode is set before any byte is written)."""
+        if isinstance(data, str):
+            data = data.encode()
+        with self.sftp() as s:
+            try:
+                with s.open(path, "wb") as f:
+                    f.chmod(mode)
+                    f.write(data)
+            except OSError as e:
+                raise TransportError(f"{self.target.label}: cannot write {path}: {e}") from None
+
+    def file_mode(self, path: str) -> int | None:
+        """Permission bits of a remote path, or None if it does not exist."""
+        with self.sftp() as s:
+            try:
+                return stat.S_IMODE(s.stat(path).st_mode or 0)
+            except FileNotFoundError:
+                return None
+
+    # -- forwards ------------------------------------------------------------------------
+    def open_channel(self, host: str, port: int) -> paramiko.Channel:
+        """A direct-tcpip channel to (host, port) as seen from the SSH server, reconnecting once."""
+        for attempt in (0, 1):
+            try:
+                return self.transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=CONNECT_TIMEOUT_S)
+            except paramiko.ChannelException as e:
+                raise TransportError(f"{self.target.label} cannot reach {host}:{port}: {e.text or e}") from None
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                if attempt:
+                    raise TransportError(f"forward to {host}:{port} via {self.target.label} failed: {e}") from None
+                self.close()
+        raise AssertionError("unreachable")
+
+    def forward(self, remote_host: str, remote_port: int) -> "Forward":
+        """Listen on 127.0.0.1:<free port> and carry each connection to (remote_host, remote_port)."""
+        return Forward(self, remote_host, remote_port)
+
+
+class Forward:
+    """A local port whose connections are tunnelled to (host, port) through an ``SshConnection``.
+
+    The listening port stays the same for the forward's life, across SSH reconnects.
+    """
+
+    def __init__(self, conn: SshConnection, remote_host: str, remote_port: int) -> None:
+        self.conn, self.remote = conn, (remote_host, remote_port)
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.bind(("127.0.0.1", 0))  # loopback only: nobody else on this machine's network
+        self._server.listen(16)
+        self.local_port: int = self._server.getsockname()[1]
+        self._closed = threading.Event()
+        self._pairs: set[tuple[socket.socket, paramiko.Channel]] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept_loop, name=f"forward:{self.local_port}", daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                chan = self.conn.open_channel(*self.remote)
+            except TransportError:
+                client.close()  # the peer (ZeroMQ) retries; we try again on its next connect
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    client.close()
+                    chan.close()
+                    return
+                self._pairs.add((client, chan))
+            threading.Thread(target=self._pump, args=(client, chan, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, chan, False), daemon=True).start()
+
+    def _pump(self, sock: socket.socket, chan: paramiko.Channel, outbound: bool) -> None:
+        src_recv = sock.recv if outbound else chan.recv
+        dst_send = chan.sendall if outbound else sock.sendall
+        try:
+            while True:
+                data = src_recv(65536)
+                if not data:
+                    break
+                dst_send(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        finally:
+            # Either side ending ends both: closing is idempotent, the other pump then returns.
+            with self._lock:
+                self._pairs.discard((sock, chan))
+            _close_pair(sock, chan)
+
+    def close(self) -> None:
+        """Stop listening and close every forwarded connection."""
+        self._closed.set()
+        try:
+            self._server.close()
+        except OSError:
+            pass
+        with self._lock:
+            pairs, self._pairs = list(self._pairs), set()
+        for sock, chan in pairs:
+            _close_pair(sock, chan)
+
+
+def _close_pair(sock: socket.socket, chan: paramiko.Channel) -> None:
+    # shutdown() wakes a thread blocked in sock.recv(); close() alone does not on Linux.
+    for closer in (chan.close, lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
+        try:
+            closer()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+
+# -- the pool: one connection per target ------------------------------------------------------
+_pool: dict[SshTarget, SshConnection] = {}
+_pool_lock = threading.Lock()
+
+
+def connection_for(target: SshTarget) -> SshConnection:
+    """The shared connection to ``target`` (created lazily; connects on first use)."""
+    with _pool_lock:
+        conn = _pool.get(target)
+        if conn is None:
+            conn = _pool[target] = SshConnection(target)
+        return conn
