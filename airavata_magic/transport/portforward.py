@@ -1,0 +1,303 @@
+"""A pod's ports on local loopback, through the API server's ``pods/portforward`` (WebSocket).
+
+Each local TCP connection gets its own WebSocket stream (``v4.channel.k8s.io``), as
+``kubectl port-forward`` gives each connection its own stream. Frames carry a channel byte:
+for the one port of a stream, channel 0 is data and channel 1 is errors, and the first frame on
+each channel from the server starts with the port number (2 bytes, little endian).
+
+Why one stream per connection: when a stream drops (API servers and load balancers cut them
+after minutes), only that connection closes; ZeroMQ reconnects to the same local port at once,
+which opens a fresh stream. So the local ports never change and a ``KernelLink`` using them
+keeps working with no help. Idle streams are kept open with WebSocket pings; the sockets have
+TCP_NODELAY (no Nagle delay on small kernel messages) and TCP keepalive.
+"""
+from __future__ import annotations
+
+import selectors
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable
+
+from ..errors import TransportError
+
+SUBPROTOCOL = "v4.channel.k8s.io"
+DATA, ERROR = 0, 1
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+class PodPortForward:
+    """Forward ``remote_ports`` of one pod to ports on 127.0.0.1 until ``close()``.
+
+    ``configuration`` is a ``kubernetes.client.Configuration`` (host, TLS, credentials; a
+    token refresh hook, e.g. for exec plugins, is honoured on every new stream).
+    """
+
+    #: seconds between WebSocket pings on each open stream
+    keepalive: float = 20.0
+    #: longest pause between attempts while streams cannot be opened (pod restarting, API away)
+    max_backoff: float = 2.0
+
+    def __init__(self, configuration: Any, namespace: str, pod: str, remote_ports: list[int],
+                 *, opener: Callable[[int], Any] | None = None) -> None:
+        self.configuration = configuration
+        self.namespace, self.pod = namespace, pod
+        self.remote_ports = list(remote_ports)
+        self.local_ports: dict[int, int] = {}
+        self.info: dict[str, Any] = {}  # the local connection info, set by the backend
+        self.last_error: str = ""
+        self.streams_opened = 0  # how many streams were opened (first ones plus re-established)
+        self.closed = False
+        self._open = opener or self._open_stream
+        self._listeners: dict[socket.socket, int] = {}
+        self._pipes: set[_Pipe] = set()
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- public --------------------------------------------------------------------------------
+    def start(self) -> dict[int, int]:
+        """Listen on 127.0.0.1 (one port per remote port) and return ``{remote: local}``."""
+        for remote in self.remote_ports:
+            lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            lsock.bind(("127.0.0.1", 0))  # loopback only: nobody else on this machine's network
+            lsock.listen(16)
+            lsock.setblocking(False)
+            self._listeners[lsock] = remote
+            self.local_ports[remote] = lsock.getsockname()[1]
+        for target, name in ((self._accept_loop, "accept"), (self._keepalive_loop, "keepalive")):
+            t = threading.Thread(target=target, name=f"portforward-{self.pod}-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return dict(self.local_ports)
+
+    def drop_streams(self) -> int:
+        """Close every open stream now (as a dropped connection would); returns how many."""
+        with self._lock:
+            pipes = list(self._pipes)
+        for p in pipes:
+            p.close()
+        return len(pipes)
+
+    @property
+    def open_streams(self) -> int:
+        with self._lock:
+            return len(self._pipes)
+
+    def close(self) -> None:
+        """Stop listening and close every stream."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stopped.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self.drop_streams()
+        for t in self._threads:
+            t.join(timeout=2)
+        for lsock in self._listeners:
+            lsock.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- streams -----------------------------------------------------------------------------
+    def url(self, port: int) -> str:
+        """The WebSocket URL of the portforward subresource for one port."""
+        host = self.configuration.host.rstrip("/")
+        scheme, rest = host.split("://", 1) if "://" in host else ("https", host)
+        ws = {"https": "wss", "http": "ws"}.get(scheme, scheme)
+        path = (f"/api/v1/namespaces/{urllib.parse.quote(self.namespace)}/pods/"
+                f"{urllib.parse.quote(self.pod)}/portforward")
+        return f"{ws}://{rest}{path}?ports={int(port)}"
+
+    def _open_stream(self, port: int) -> Any:
+        """Open one authenticated WebSocket stream to ``port`` of the pod."""
+        import websocket
+
+        cfg = self.configuration
+        headers = [f"Sec-WebSocket-Protocol: {SUBPROTOCOL}"]
+        auth = cfg.auth_settings().get("BearerToken")  # calls the token refresh hook if any
+        if auth and auth.get("value"):
+            headers.append(f"Authorization: {auth['value']}")
+        sslopt: dict[str, Any] = {}
+        url = self.url(port)
+        if url.startswith("wss://"):
+            if cfg.verify_ssl:
+                sslopt = {"cert_reqs": ssl.CERT_REQUIRED}
+                if cfg.ssl_ca_cert:
+                    sslopt["ca_certs"] = cfg.ssl_ca_cert
+                if cfg.assert_hostname is not None:
+                    sslopt["check_hostname"] = cfg.assert_hostname
+            else:
+                sslopt = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+            if cfg.cert_file:
+                sslopt["certfile"] = cfg.cert_file
+            if cfg.key_file:
+                sslopt["keyfile"] = cfg.key_file
+            if getattr(cfg, "tls_server_name", None):
+                sslopt["server_hostname"] = cfg.tls_server_name
+        ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True,
+                                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                                          (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)))
+        ws.settimeout(15)
+        try:
+            ws.connect(url, header=headers, subprotocols=[SUBPROTOCOL])
+        except Exception:
+            ws.close()
+            raise
+        if getattr(ws, "subprotocol", None) not in (None, SUBPROTOCOL):
+            ws.close()
+            raise TransportError(f"the API server answered with protocol {ws.subprotocol!r}, not {SUBPROTOCOL}")
+        ws.settimeout(None)
+        return ws
+
+    def _accept_loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        for lsock in self._listeners:
+            sel.register(lsock, selectors.EVENT_READ)
+        sel.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self.closed:
+                for key, _ in sel.select():
+                    if key.fileobj is self._wake_r or self.closed:
+                        return
+                    lsock = key.fileobj
+                    assert isinstance(lsock, socket.socket)
+                    try:
+                        conn, _ = lsock.accept()
+                    except (BlockingIOError, OSError):
+                        continue
+                    conn.setblocking(True)
+                    _tune(conn)
+                    threading.Thread(target=self._serve, args=(conn, self._listeners[lsock]),
+                                     name=f"portforward-{self.pod}-{self._listeners[lsock]}", daemon=True).start()
+        finally:
+            sel.close()
+
+    def _serve(self, conn: socket.socket, remote: int) -> None:
+        """Carry one local connection over a fresh stream; on failure close it, so the client retries."""
+        if self._failures:
+            # the pod or the API server is away: do not turn ZeroMQ's fast reconnects into a
+            # flood of failing handshakes
+            time.sleep(min(self.max_backoff, 0.05 * 2 ** min(self._failures, 6)))
+        try:
+            ws = self._open(remote)
+        except Exception as e:
+            self._failures += 1
+            self.last_error = f"cannot open a port-forward stream to {self.pod}:{remote}: {_one_line(e)}"
+            conn.close()
+            return
+        pipe = _Pipe(conn, ws, remote, self)
+        with self._lock:
+            if self.closed:
+                pipe.close()
+                return
+            self._pipes.add(pipe)
+            self.streams_opened += 1
+        pipe.run()
+        with self._lock:
+            self._pipes.discard(pipe)
+
+    def _stream_ok(self) -> None:
+        self._failures = 0
+
+    def _stream_error(self, message: str) -> None:
+        self._failures += 1
+        self.last_error = message
+
+    def _keepalive_loop(self) -> None:
+        while not self._stopped.wait(self.keepalive):
+            with self._lock:
+                pipes = list(self._pipes)
+            for p in pipes:
+                p.ping()
+
+
+class _Pipe:
+    """One local TCP connection joined to one WebSocket stream: a thread per direction."""
+
+    def __init__(self, conn: socket.socket, ws: Any, port: int, owner: PodPortForward) -> None:
+        self.conn, self.ws, self.port, self.owner = conn, ws, port, owner
+        self._closed = threading.Event()
+
+    def run(self) -> None:
+        up = threading.Thread(target=self._local_to_stream, name=f"portforward-up-{self.port}", daemon=True)
+        up.start()
+        self._stream_to_local()
+        self.close()
+        up.join(timeout=2)
+
+    def _stream_to_local(self) -> None:
+        import websocket
+
+        prefixed = {DATA: False, ERROR: False}
+        try:
+            while not self._closed.is_set():
+                opcode, data = self.ws.recv_data()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    return
+                if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) or not data:
+                    continue
+                if isinstance(data, str):
+                    data = data.encode()
+                channel, payload = data[0], data[1:]
+                if channel in prefixed and not prefixed[channel]:
+                    # the server's first frame on each channel names the port (2 bytes LE)
+                    prefixed[channel] = True
+                    payload = payload[2:]
+                    if channel == DATA:
+                        self.owner._stream_ok()
+                if not payload:
+                    continue
+                if channel == DATA:
+                    self.conn.sendall(payload)
+                elif channel == ERROR:
+                    self.owner._stream_error(f"port-forward to {self.owner.pod}:{self.port}: "
+                                             f"{payload.decode('utf-8', 'replace').strip()}")
+                    return
+        except Exception:
+            return  # stream or socket closed: the local client reconnects
+
+    def _local_to_stream(self) -> None:
+        try:
+            while not self._closed.is_set():
+                data = self.conn.recv(65536)
+                if not data:
+                    break
+                self.ws.send_binary(b"\x00" + data)
+        except Exception:
+            pass
+        finally:
+            self.close()
+
+    def ping(self) -> None:
+        try:
+            self.ws.ping()
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for f in (lambda: self.conn.shutdown(socket.SHUT_RDWR), self.conn.close,
+                  lambda: self.ws.sock and self.ws.sock.shutdown(socket.SHUT_RDWR), self.ws.close):
+            try:
+                f()
+            except Exception:
+                pass
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return msg[0][:300] if msg else type(e).__name__
