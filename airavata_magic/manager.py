@@ -310,13 +310,12 @@ class RuntimeManager:
         if left is None:
             return
         warned = self._warned.setdefault(rt.name, set())
-        for threshold in WARN_BEFORE:
-            if left <= threshold and threshold not in warned:
-                warned.update(t for t in WARN_BEFORE if t >= threshold)
-                ends = time.strftime("%H:%M:%S", time.localtime(rt.ends_at))
-                self._warn(f"warning: runtime {rt.name!r} reaches its walltime in {format_seconds(left)} "
-                           f"(at {ends}); save your work")
-                break
+        crossed = {t for t in WARN_BEFORE if left <= t}
+        if crossed - warned:
+            warned |= crossed
+            ends = time.strftime("%H:%M:%S", time.localtime(rt.ends_at))
+            self._warn(f"warning: runtime {rt.name!r} reaches its walltime in {format_seconds(left)} "
+                       f"(at {ends}); save your work")
 
     def _mark(self, names: list[str], state: RuntimeState, reason: str) -> None:
         for n in names:

@@ -20,7 +20,8 @@ from jupyter_client.session import Session
 from .errors import KernelDied
 
 HEARTBEAT_INTERVAL = 1.0  # seconds between pings while a cell runs
-HEARTBEAT_TIMEOUT = 3.5  # no pong for this long = the kernel (or its tunnel) is gone
+HEARTBEAT_TIMEOUT = 3.0  # no pong for this long = the kernel (or its tunnel) is gone
+POLL_MS = 250  # longest wait on the sockets before checking heartbeat, walltime and liveness
 
 
 class OutputSink(Protocol):
@@ -262,13 +263,13 @@ def run_cell(
         hb = run.link._hb_socket()
         poller.register(hb, zmq.POLLIN)
         by_socket[hb] = (run, "hb")
-        run.link._hb_ok_at = time.monotonic()
+        run.link._hb_ok_at = time.monotonic() - HEARTBEAT_INTERVAL  # first ping right away
         run.link._hb_sent_at = None
     interrupted_at: float | None = None
     last_tick = time.monotonic()
     while not all(r.done for r in runs):
         try:
-            events = poller.poll(int(HEARTBEAT_INTERVAL * 1000))
+            events = poller.poll(POLL_MS)
             now = time.monotonic()
             for sock, _ in events:
                 run, name = by_socket[sock]

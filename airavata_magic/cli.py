@@ -1,0 +1,144 @@
+"""``airavata-magic``: the magics for terminals and batch jobs.
+
+Runtime commands live here; ``compute`` and ``session``/``template``/``kernelspec`` are added by
+their own modules through ``register(subparsers)``. Errors print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from typing import Sequence
+
+from .errors import AiravataError, RuntimeFailed
+
+_EXTENSIONS = ("airavata_magic.compute", "airavata_magic.sessions.cli")
+
+
+def _manager():
+    from . import get_manager
+
+    return get_manager()
+
+
+def _cmd_runtimes(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    table = _manager().table()
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False) if len(table) else "no runtimes")
+    return 0
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    overrides = {k: getattr(args, k) for k in ("cpus", "memory", "gpus", "walltime", "partition",
+                                               "account", "image", "node")}
+    _, msg = _manager().request(args.name, file=args.file, resource=args.resource, use=args.use,
+                                overrides=overrides)
+    print(msg)
+    if args.wait:
+        return _cmd_wait(args)
+    return 0
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    seen: list[tuple[str, str]] = []
+
+    def report(rt, elapsed: float) -> None:
+        key = (rt.state.value, rt.reason)
+        if not seen or seen[-1] != key:
+            seen.append(key)
+            print(f"[{elapsed:6.1f} s] {rt.name}: {rt.state.value}{' (' + rt.reason + ')' if rt.reason else ''}",
+                  flush=True)
+
+    _manager().wait(args.name, timeout=getattr(args, "timeout", None), on_update=report)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    m = _manager()
+    if args.all == bool(args.name):
+        raise AiravataError("give a runtime NAME or --all")
+    for line in (m.stop_all() if args.all else [m.stop(args.name)]):
+        print(line)
+    return 0
+
+
+def _cmd_stat(args: argparse.Namespace) -> int:
+    for key, value in _manager().stat(args.name).items():
+        print(f"{key:>15}: {'' if value is None else value}")
+    return 0
+
+
+def _cmd_authenticate(args: argparse.Namespace) -> int:
+    rows = _manager().authenticate(args.file, args.resources or None)
+    width = max(len(r.resource) for r in rows)
+    for r in rows:
+        print(f"{r.resource:<{width}}  {r.kind:<10}  {'ok' if r.ok else 'FAILED'}  {r.detail}")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airavata-magic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("runtimes", help="list this user's runtimes")
+    p.set_defaults(func=_cmd_runtimes)
+
+    p = sub.add_parser("request", help="request a runtime (as %%request_runtime)")
+    p.add_argument("name")
+    p.add_argument("--file")
+    p.add_argument("--resource")
+    p.add_argument("--use")
+    for flag in ("cpus", "memory", "gpus", "walltime", "partition", "account", "image", "node"):
+        p.add_argument(f"--{flag}")
+    p.add_argument("--wait", action="store_true", help="then wait until it is ready")
+    p.add_argument("--timeout", type=float)
+    p.set_defaults(func=_cmd_request)
+
+    p = sub.add_parser("wait", help="wait until a runtime is ready")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float)
+    p.set_defaults(func=_cmd_wait)
+
+    p = sub.add_parser("stop", help="stop a runtime (or --all)")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--all", action="store_true")
+    p.set_defaults(func=_cmd_stop)
+
+    p = sub.add_parser("stat", help="details of one runtime")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_stat)
+
+    p = sub.add_parser("authenticate", help="check resources' credentials")
+    p.add_argument("resources", nargs="*")
+    p.add_argument("--file")
+    p.set_defaults(func=_cmd_authenticate)
+
+    for module in _EXTENSIONS:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RuntimeFailed as e:
+        if e.log_tail:
+            print("--- log tail ---\n" + e.log_tail, file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except AiravataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
