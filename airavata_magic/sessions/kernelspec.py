@@ -1,0 +1,70 @@
+"""Kernelspecs whose kernels run on a runtime preset: ``airavata-PRESET``.
+
+The spec's ``metadata.kernel_provisioner`` names this package's provisioner
+(``airavata-provisioner``) and the preset, so JupyterLab, nbclient and ``papermill -k`` start the
+kernel on that runtime with no magic. ``argv`` is required by Jupyter but never run: the
+provisioner asks the runtime's backend to start the kernel instead.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgument
+from ..runtime import validate_name
+
+PROVISIONER = "airavata-provisioner"
+
+
+def spec_name(preset: str) -> str:
+    """Kernelspec names allow ``[a-z0-9._-]``; the preset itself is kept in the config."""
+    return "airavata-" + re.sub(r"[^a-z0-9._-]", "-", preset.lower())
+
+
+def resolve_preset(preset: str, profile: str | None = None) -> str | None:
+    """Check that ``preset`` exists; return the absolute path of the profile that defines it."""
+    from ..profile import load_profile
+
+    validate_name(preset)
+    prof = load_profile(profile)
+    if preset not in prof.presets:
+        known = ", ".join(sorted(prof.presets)) or "none"
+        raise InvalidArgument(f"no runtime preset {preset!r} in {prof.path or 'the profile (no file found)'} "
+                              f"(presets: {known}); add it under runtimes:")
+    return os.path.abspath(prof.path) if prof.path else None
+
+
+def kernel_json(preset: str, profile: str | None) -> dict[str, Any]:
+    return {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python on {preset} (airavata)",
+        "language": "python",
+        # The kernel's process is elsewhere: interrupts go as interrupt_request messages.
+        "interrupt_mode": "message",
+        "metadata": {"kernel_provisioner": {"provisioner_name": PROVISIONER,
+                                            "config": {"runtime": preset, "profile": profile}}},
+    }
+
+
+def write_spec(preset: str, kernels_dir: Path, profile: str | None = None) -> Path:
+    """Write ``kernels_dir/airavata-PRESET/kernel.json``; return the spec's folder."""
+    prof_path = resolve_preset(preset, profile)
+    folder = Path(kernels_dir) / spec_name(preset)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kernel.json").write_text(json.dumps(kernel_json(preset, prof_path), indent=1))
+    return folder
+
+
+def install(preset: str, *, profile: str | None = None, user: bool = True, prefix: str | None = None) -> str:
+    """Install the kernelspec for ``preset`` (per user by default); return where it went."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    with tempfile.TemporaryDirectory(prefix="airavata-kernelspec-") as tmp:
+        folder = write_spec(preset, Path(tmp), profile)
+        return KernelSpecManager().install_kernel_spec(str(folder), folder.name, user=user and prefix is None,
+                                                       prefix=prefix)

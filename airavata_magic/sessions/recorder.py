@@ -1,0 +1,402 @@
+"""The recorder: journals every cell the notebook kernel executes while a session is on.
+
+What it hooks (documented IPython events, nothing patched):
+
+- ``pre_run_cell``: the cell as the user typed it (``info.raw_cell``) and the id of the
+  ``execute_request`` it belongs to (``kernel.get_parent('shell')``);
+- ``post_run_cell``: its status, execution count, and the runtimes it ran on
+  (``manager.last_routed``; [] = the notebook kernel itself).
+
+Outputs come from the notebook kernel's own iopub socket: a background thread subscribes to it
+like a second frontend and groups messages by their parent ``msg_id``. It therefore sees exactly
+what JupyterLab or papermill sees, relayed remote output included. A cell is written when its
+``idle`` status arrives, i.e. when the frontend also considers it complete.
+"""
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import AiravataError, InvalidArgument
+from ..runtime import LOCAL
+from . import journal
+from .redact import Redactor
+
+OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
+# Lines of these magics are about recording itself; they are neither recorded nor replayed.
+SELF_MAGICS = ("session", "template")
+
+
+def strip_self_magics(code: str) -> str:
+    """The cell without its ``%session``/``%template`` lines (''  when nothing else is left)."""
+    kept = []
+    for line in code.splitlines(keepends=True):
+        s = line.strip()
+        if s.startswith("%") and not s.startswith("%%"):
+            name = s[1:].split(None, 1)[0] if len(s) > 1 else ""
+            if name in SELF_MAGICS:
+                continue
+        kept.append(line)
+    out = "".join(kept)
+    return out if any(ln.strip() and not ln.strip().startswith("#") for ln in kept) else ""
+
+
+@dataclass
+class _Cell:
+    """A cell being recorded: filled by the main thread (code, status) and the listener (outputs)."""
+
+    code: str
+    started: float
+    t0: float
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    clear_on_next: bool = False
+    finished: bool = False  # post_run_cell has run
+    idle: bool = False  # the idle status for its request has arrived
+    status: str = "ok"
+    execution_count: int | None = None
+    duration: float = 0.0
+    runtimes: list[str] = field(default_factory=list)
+
+
+class Recorder:
+    """Owns the active session of this kernel (at most one)."""
+
+    def __init__(self, shell: Any, manager: Any = None, store: journal.SessionStore | None = None) -> None:
+        self.shell = shell
+        self.manager = manager
+        self._store = store
+        self.name: str | None = None
+        self.journal: journal.JournalFile | None = None
+        self.redactor = Redactor()
+        self._lock = threading.Condition()
+        self._pending: dict[str, _Cell] = {}
+        self._order: list[str] = []  # msg ids in execution order (cells finish in order)
+        self._displays: dict[str, list[tuple[Any, int]]] = {}  # display_id -> [(cell or index, output index)]
+        self._depth = 0
+        self._current: str | None = None
+        self._listener: _IOPubListener | None = None
+        self._last_busy: str | None = None
+        atexit.register(self.close)
+
+    @property
+    def store(self) -> journal.SessionStore:
+        if self._store is None:
+            self._store = journal.SessionStore()
+        return self._store
+
+    @property
+    def active(self) -> bool:
+        return self.journal is not None
+
+    # -- start / stop --------------------------------------------------------------------------
+    def start(self, name: str, append: bool = False) -> str:
+        """Start journaling into session ``name`` (a new file unless ``append``)."""
+        journal.validate_session_name(name)
+        if self.active:
+            raise InvalidArgument(f"session {self.name!r} is recording; %session stop first")
+        path = self.store.path(name)
+        cells: list[dict[str, Any]] = []
+        meta = journal.new_metadata(name, _kernel_name(self.shell))
+        if path.exists():
+            if not append:
+                raise InvalidArgument(f"session {name!r} exists ({path}); add --append to continue it, "
+                                      "or choose another name")
+            old = journal.read_session(path)
+            cells, meta = old["cells"], old["metadata"]
+        listener = _IOPubListener(self._on_message)
+        listener.start_and_wait()
+        self._listener = listener
+        self.redactor = Redactor()
+        self.journal = journal.JournalFile(path, meta, cells)
+        self.name = name
+        # The cell that ran `%session start` is in flight: its later messages are not recorded.
+        return f"recording session {name!r} to {path}"
+
+    def stop(self) -> str:
+        """Stop journaling; every cell completed before this one is on disk when it returns."""
+        if not self.active:
+            raise InvalidArgument("no session is recording; %session start NAME begins one")
+        self._drain()
+        name, path = self.name, self.journal.path
+        n = len(self.journal.cells)
+        self.close()
+        return f"session {name!r} stopped: {n} cells in {path}"
+
+    def _drain(self, timeout: float = 5.0) -> None:
+        # Messages of earlier cells precede the current request's `busy` on the same socket, so
+        # once that is seen, every earlier cell's idle has been handled.
+        cur = self._current
+        if cur is None or self._listener is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._last_busy != cur and time.monotonic() < deadline and self._listener.is_alive():
+                self._lock.wait(0.05)
+
+    def close(self) -> None:
+        """Stop the listener and close the file (idempotent)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        with self._lock:
+            if self.journal is not None:
+                self.journal.close()
+            self.journal, self.name = None, None
+            self._pending.clear()
+            self._order.clear()
+            self._displays.clear()
+
+    # -- IPython events (main thread) ------------------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        self._depth += 1
+        parent = _parent_id(self.shell)
+        if self._depth == 1:
+            self._current = parent
+        if not self.active or self._depth > 1 or parent is None:
+            return  # nested cells (%session load) belong to the cell that ran them
+        code = strip_self_magics(info.raw_cell or "")
+        if not code:
+            return
+        with self._lock:
+            self._pending[parent] = _Cell(code=code, started=time.time(), t0=time.perf_counter())
+            self._order.append(parent)
+
+    def post_run_cell(self, result: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+        if self._depth or not self.active:
+            return
+        parent = self._current
+        with self._lock:
+            cell = self._pending.get(parent) if parent else None
+        if cell is None:
+            return
+        routed = list(getattr(self.manager, "last_routed", None) or [])
+        self._note_runtimes(routed)
+        self.redactor.learn_from_namespace(cell.code, getattr(self.shell, "user_ns", {}))
+        with self._lock:
+            cell.runtimes = routed or [LOCAL]
+            cell.status = "ok" if result.success else "error"
+            cell.execution_count = result.execution_count
+            cell.duration = time.perf_counter() - cell.t0
+            cell.finished = True
+            self._flush_locked()
+
+    def _note_runtimes(self, routed: list[str]) -> None:
+        j = self.journal
+        if j is None:
+            return
+        known = j.session["runtimes"]
+        for name in routed:
+            if name in known or self.manager is None:
+                continue
+            try:
+                rt = self.manager.store.load(name)
+            except AiravataError:
+                continue
+            from dataclasses import asdict
+
+            record = {"resource": rt.resource, "kind": rt.kind, "spec": asdict(rt.spec),
+                      "preset": getattr(rt, "preset", None), "profile": getattr(rt, "profile", None)}
+            with self._lock:
+                j.set_runtime(name, record)
+
+    # -- iopub messages (listener thread) --------------------------------------------------------
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        parent = (msg.get("parent_header") or {}).get("msg_id")
+        kind = msg["header"]["msg_type"]
+        content = msg.get("content", {})
+        with self._lock:
+            if kind == "status":
+                if content.get("execution_state") == "busy":
+                    self._last_busy = parent
+                    self._lock.notify_all()
+                elif content.get("execution_state") == "idle" and parent in self._pending:
+                    self._pending[parent].idle = True
+                    self._flush_locked()
+                return
+            if kind == "update_display_data":
+                self._update_display(content)
+                return
+            cell = self._pending.get(parent)
+            if cell is None:
+                return
+            if kind == "clear_output":
+                if content.get("wait"):
+                    cell.clear_on_next = True
+                else:
+                    self._clear(cell)
+                return
+            if kind not in OUTPUT_TYPES:
+                return
+            if cell.clear_on_next:
+                self._clear(cell)
+            self._add_output(cell, msg)
+
+    def _clear(self, cell: _Cell) -> None:
+        cell.outputs = []
+        cell.clear_on_next = False
+        for did in list(self._displays):
+            self._displays[did] = [t for t in self._displays[did] if t[0] is not cell]
+
+    def _add_output(self, cell: _Cell, msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        if msg["header"]["msg_type"] == "stream":
+            last = cell.outputs[-1] if cell.outputs else None
+            if last and last["output_type"] == "stream" and last["name"] == content.get("name"):
+                last["text"] += content.get("text", "")
+            else:
+                cell.outputs.append({"output_type": "stream", "name": content.get("name", "stdout"),
+                                     "text": content.get("text", "")})
+            return
+        import nbformat
+
+        out = dict(nbformat.v4.output_from_msg(msg))
+        cell.outputs.append(out)
+        did = (content.get("transient") or {}).get("display_id")
+        if did:
+            self._displays.setdefault(did, []).append((cell, len(cell.outputs) - 1))
+
+    def _update_display(self, content: dict[str, Any]) -> None:
+        did = (content.get("transient") or {}).get("display_id")
+        rewrite: set[int] = set()
+        for owner, idx in self._displays.get(did, []):
+            outputs = owner.outputs if isinstance(owner, _Cell) else self.journal.cells[owner]["outputs"]
+            if idx < len(outputs):
+                outputs[idx]["data"] = self.redactor._walk(content.get("data", {})) if not isinstance(owner, _Cell) \
+                    else content.get("data", {})
+                outputs[idx]["metadata"] = content.get("metadata", {})
+                if not isinstance(owner, _Cell):
+                    rewrite.add(owner)
+        for index in rewrite:
+            self.journal.replace(index, self.journal.cells[index])
+
+    def _flush_locked(self) -> None:
+        """Write every leading cell that is both finished and idle, in execution order."""
+        j = self.journal
+        while self._order and j is not None:
+            cell = self._pending.get(self._order[0])
+            if cell is None:
+                self._order.pop(0)
+                continue
+            if not (cell.finished and cell.idle):
+                return
+            msg_id = self._order.pop(0)
+            del self._pending[msg_id]
+            index = len(j.cells)
+            outputs = [self.redactor.output(o) for o in cell.outputs]
+            meta = {"runtimes": cell.runtimes, "status": cell.status, "started": round(cell.started, 3),
+                    "duration": round(cell.duration, 6)}
+            used = j.session.setdefault("used", [])
+            for r in cell.runtimes:
+                if r not in used:
+                    used.append(r)
+            j.append(journal.new_code_cell(self.redactor.code(cell.code), outputs, cell.execution_count, meta))
+            for did, owners in self._displays.items():
+                self._displays[did] = [(index if o is cell else o, i) for o, i in owners]
+
+
+def _parent_id(shell: Any) -> str | None:
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None:
+        return None
+    try:
+        parent = kernel.get_parent("shell")
+    except Exception:  # noqa: BLE001 - an older ipykernel without channels
+        parent = getattr(shell, "parent_header", None)
+    return ((parent or {}).get("header") or {}).get("msg_id")
+
+
+def _kernel_name(shell: Any) -> str:
+    try:
+        from ipykernel.connect import get_connection_info
+
+        return get_connection_info(unpack=True).get("kernel_name") or "python3"
+    except Exception:  # noqa: BLE001 - not in a kernel
+        return "python3"
+
+
+class _IOPubListener(threading.Thread):
+    """A SUB socket on this kernel's own iopub, handing each message to ``on_message``."""
+
+    def __init__(self, on_message) -> None:
+        super().__init__(name="airavata-session-iopub", daemon=True)
+        self.on_message = on_message
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._error: str | None = None
+        self._topic = f"airavata-journal-{uuid.uuid4().hex}"
+
+    def start_and_wait(self, timeout: float = 10.0) -> None:
+        """Start and return once the kernel has confirmed the subscription (``iopub_welcome``)."""
+        self.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise AiravataError("the session recorder could not subscribe to this kernel's output "
+                                f"({self._error or 'no iopub_welcome within %g s' % timeout})")
+        if self._error:
+            raise AiravataError(f"the session recorder cannot read this kernel's output: {self._error}")
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(2)
+
+    def run(self) -> None:
+        import zmq
+        from jupyter_client.session import Session
+
+        try:
+            from ipykernel.connect import get_connection_info
+
+            info = get_connection_info(unpack=True)
+        except Exception as e:  # noqa: BLE001 - not running inside ipykernel
+            self._error = f"not a Jupyter kernel ({type(e).__name__}: {e})"
+            self._ready.set()
+            return
+        key = info.get("key", b"")
+        session = Session(key=key.encode() if isinstance(key, str) else key,
+                          signature_scheme=info.get("signature_scheme", "hmac-sha256"))
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.SUB)
+        sock.linger = 0
+        transport, ip = info.get("transport", "tcp"), info.get("ip", "127.0.0.1")
+        port = info["iopub_port"]
+        sock.connect(f"ipc://{ip}-{port}" if transport == "ipc" else f"tcp://{ip}:{port}")
+        # "" receives everything; the private topic makes the kernel send *us* an iopub_welcome
+        # (XPUB passes only the first subscription to a topic on), which proves both are active.
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.setsockopt(zmq.SUBSCRIBE, self._topic.encode())
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._stopping.is_set():
+                if not poller.poll(100):
+                    continue
+                while True:
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                    except zmq.Again:
+                        break
+                    try:
+                        _, parts = session.feed_identities(frames)
+                        msg = session.deserialize(parts, content=True)
+                    except Exception:  # noqa: BLE001 - a malformed or foreign message
+                        continue
+                    if msg["header"]["msg_type"] == "iopub_welcome":
+                        if msg["content"].get("subscription") == self._topic:
+                            self._ready.set()
+                        continue
+                    try:
+                        self.on_message(msg)
+                    except Exception as e:  # noqa: BLE001 - never let one bad message stop recording
+                        import sys
+
+                        print(f"airavata-magic: session recorder skipped a message: {type(e).__name__}: {e}",
+                              file=sys.__stderr__)
+        finally:
+            sock.close(0)
+            ctx.term()

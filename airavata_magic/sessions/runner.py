@@ -1,0 +1,98 @@
+"""Running a notebook with papermill in a child process, and reading what happened.
+
+A child process (``python -m papermill``) rather than papermill in this process: the caller may be
+a notebook kernel with its own event loop, and parallel sweeps want independent kernels. With a
+runtime preset, the child gets a private kernelspec ``airavata-PRESET`` (our provisioner) on its
+``JUPYTER_PATH``, so the notebook's kernel runs on a fresh runtime from that preset.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .values import recorded_values
+
+
+@dataclass
+class RunResult:
+    """How one papermill execution ended."""
+
+    output: str
+    status: str  # ok | failed
+    duration: float
+    error: str = ""  # which cell and why, one line
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def first_error(nb: dict[str, Any], usage_errors: bool = True) -> str:
+    """``cell N: Ename: evalue`` for the first error output of an executed notebook, or ''.
+    With ``usage_errors``, a magic's one-line ``UsageError`` on stderr counts too."""
+    n = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        n += 1
+        for o in cell.get("outputs", []) or []:
+            if o.get("output_type") == "error":
+                return f"cell {n}: {o.get('ename')}: {o.get('evalue')}".strip()
+            if usage_errors and o.get("output_type") == "stream" and o.get("name") == "stderr" \
+                    and "UsageError:" in o.get("text", ""):
+                line = next(ln for ln in o["text"].splitlines() if "UsageError:" in ln)
+                return f"cell {n}: {line.strip()}"
+    return ""
+
+
+def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None, *,
+                 kernel_name: str | None = None, runtime: str | None = None, cwd: str | None = None,
+                 timeout: float | None = None, env: dict[str, str] | None = None) -> RunResult:
+    """Execute ``source`` into ``output`` with papermill in a child process."""
+    output = Path(output)
+    child_env = dict(os.environ if env is None else env)
+    tmp = tempfile.TemporaryDirectory(prefix="airavata-run-")
+    try:
+        if runtime is not None:
+            from .kernelspec import write_spec
+
+            kernels = Path(tmp.name) / "kernels"
+            kernel_name = write_spec(runtime, kernels).name
+            child_env["JUPYTER_PATH"] = os.pathsep.join([tmp.name] + [p for p in [child_env.get("JUPYTER_PATH")] if p])
+        params_file = Path(tmp.name) / "parameters.yml"
+        fd = os.open(params_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(parameters or {}, f)
+        argv = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(params_file),
+                "--no-progress-bar", "--log-level", "ERROR"]
+        if kernel_name:
+            argv += ["-k", kernel_name]
+        if cwd:
+            argv += ["--cwd", cwd]
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run(argv, env=child_env, capture_output=True, text=True, timeout=timeout,
+                                  stdin=subprocess.DEVNULL)
+            rc, stderr = proc.returncode, proc.stderr
+        except subprocess.TimeoutExpired:
+            rc, stderr = -1, f"timed out after {timeout:g} s"
+        duration = time.monotonic() - t0
+    finally:
+        tmp.cleanup()
+    nb: dict[str, Any] = {}
+    try:
+        nb = json.loads(output.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    error = first_error(nb, usage_errors=rc != 0) if nb else ""
+    if rc != 0 and not error:
+        lines = [ln for ln in (stderr or "").strip().splitlines() if ln.strip()]
+        error = lines[-1] if lines else f"papermill exited with code {rc}"
+    status = "ok" if rc == 0 and not error else "failed"
+    return RunResult(str(output), status, duration, error if status != "ok" else "", recorded_values(nb) if nb else {})

@@ -1,0 +1,111 @@
+"""Batch reruns: one papermill execution of a template per combination of a grid, in parallel.
+
+A grid file (YAML or TOML) maps input names to lists of values::
+
+    grid:
+      lr: [0.1, 0.01]
+      epochs: [1, 2, 3]
+
+Every combination is validated against the template's inputs before anything runs. The result is
+one pandas DataFrame (also written as CSV): the inputs, status, duration, the error of a failed
+run (which cell and why), the output notebook, and every value the run recorded.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .. import paths
+from ..errors import InvalidArgument
+from .runner import RunResult, run_notebook
+from .templates import Input, TemplateStore, check_value, resolve_parameters
+
+MAX_RUNS = 1000
+
+
+def load_grid(path: str | Path, inputs: dict[str, Input]) -> dict[str, list[Any]]:
+    """Read and validate a grid: every key an input, every value a list of the declared type."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+        doc = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except FileNotFoundError:
+        raise InvalidArgument(f"grid {p}: file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise InvalidArgument(f"grid {p}: cannot read ({e})".replace("\n", " ")) from None
+    if isinstance(doc, dict) and set(doc) == {"grid"}:
+        doc = doc["grid"]
+    if not isinstance(doc, dict) or not doc:
+        raise InvalidArgument(f"grid {p}: expected grid: {{INPUT: [values...], ...}}")
+    grid: dict[str, list[Any]] = {}
+    for key, values in doc.items():
+        if key not in inputs:
+            raise InvalidArgument(f"grid {p}: unknown input {key!r}; inputs: {', '.join(inputs)}")
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise InvalidArgument(f"grid {p}: {key!r} has no values")
+        grid[key] = [check_value(inputs[key], v, f"grid {p}") for v in values]
+    return grid
+
+
+def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def sweep(template: str, grid_path: str, *, runtime: str | None = None, parallel: int = 2,
+          output_dir: str | None = None, input_file: str | None = None,
+          pairs: list[tuple[str, str]] | None = None, timeout: float | None = None,
+          store: TemplateStore | None = None, progress=None):
+    """Run ``template`` once per grid combination, ``parallel`` at a time; return the table."""
+    import pandas as pd
+
+    if not isinstance(parallel, int) or not 1 <= parallel <= 64:
+        raise InvalidArgument(f"--parallel {parallel!r}: give a number from 1 to 64")
+    if runtime is not None:
+        from ..runtime import validate_name
+
+        validate_name(runtime)
+    store = store or TemplateStore()
+    _, inputs = store.load(template)
+    grid = load_grid(grid_path, inputs)
+    base = resolve_parameters({n: i for n, i in inputs.items() if n not in grid}, input_file, pairs)
+    combos = combinations(grid)
+    if len(combos) > MAX_RUNS:
+        raise InvalidArgument(f"grid {grid_path}: {len(combos)} combinations; at most {MAX_RUNS} per sweep")
+    outdir = Path(output_dir).expanduser() if output_dir else \
+        paths.private_dir(store.dir(template) / "sweeps" / time.strftime("%Y%m%d-%H%M%S"))
+    outdir.mkdir(parents=True, exist_ok=True)
+    width = len(str(len(combos)))
+
+    def one(i: int, combo: dict[str, Any]) -> RunResult:
+        out = outdir / f"run-{i + 1:0{width}d}.ipynb"
+        result = run_notebook(store.path(template), out, {**base, **combo}, runtime=runtime, timeout=timeout)
+        if progress:
+            progress(i + 1, combo, result)
+        return result
+
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="airavata-sweep") as pool:
+        results = list(pool.map(lambda ic: one(*ic), enumerate(combos)))
+
+    value_names: list[str] = []
+    for r in results:
+        value_names += [k for k in r.values if k not in value_names]
+    rows = []
+    for i, (combo, r) in enumerate(zip(combos, results), 1):
+        row: dict[str, Any] = {"run": i, **combo, "status": r.status, "duration (s)": round(r.duration, 2),
+                               "error": r.error, "output": r.output}
+        for k in value_names:
+            row[k if k not in combo and k not in row else f"value:{k}"] = r.values.get(k)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(outdir / "sweep.csv", index=False)
+    table.attrs["csv"] = str(outdir / "sweep.csv")
+    return table
