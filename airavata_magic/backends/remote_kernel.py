@@ -350,23 +350,29 @@ class RemoteKernelBackend(Backend):
 
 
 class Backoff:
-    """How long an ``observe()`` answer stays fresh: short while things change, longer while
-    nothing does (a queued job can wait hours; one query per runtime per second would be rude)."""
+    """How long an ``observe()`` answer stays fresh: short while things change (and for ``hold``
+    seconds after), then longer and longer while nothing does. A queued job can wait for hours;
+    one query per runtime per second would be rude to a shared login node."""
 
-    def __init__(self, first: float = 0.4, factor: float = 1.5, cap: float = 5.0) -> None:
-        self.first, self.factor, self.cap = first, factor, cap
+    def __init__(self, first: float = 0.15, factor: float = 1.5, cap: float = 5.0, hold: float = 10.0) -> None:
+        self.first, self.factor, self.cap, self.hold = first, factor, cap, hold
         self.interval = first
         self.at = 0.0
+        self.changed_at = time.monotonic()
         self.key: Any = None
         self.value: Any = None
 
     def fresh(self, key: Any) -> bool:
+        """Is the stored answer for ``key`` still good?"""
         return key == self.key and time.monotonic() - self.at < self.interval
 
     def store(self, key: Any, value: Any) -> None:
-        changed = value != self.value
-        self.interval = self.first if changed else min(self.cap, self.interval * self.factor)
-        self.key, self.value, self.at = key, value, time.monotonic()
+        now = time.monotonic()
+        if value != self.value or key != self.key:
+            self.changed_at = now
+        quiet = now - self.changed_at
+        self.interval = self.first if quiet < self.hold else min(self.cap, self.interval * self.factor)
+        self.key, self.value, self.at = key, value, now
 
     def reset(self) -> None:
-        self.key, self.interval = None, self.first
+        self.key, self.interval, self.changed_at = None, self.first, time.monotonic()

@@ -77,7 +77,8 @@ class SlurmBackend(RemoteKernelBackend):
     kind = "slurm"
     profile_keys = {**SSH_KEYS, "partition": validators.text, "account": validators.text}
     required_keys = ("host",)
-    poll_interval = 0.5
+    # The manager's wait loop grows this itself; observe() answers from a cache while fresh.
+    poll_interval = 0.15
 
     def __init__(self, resource, runtime_dir) -> None:
         super().__init__(resource, runtime_dir)
@@ -247,10 +248,10 @@ class SlurmBackend(RemoteKernelBackend):
         _, out, _ = self.run(["scontrol", "show", "job", "-o", job_id])
         m = re.search(r"\bExitCode=(\d+):(\d+)", out)
         code = int(m.group(1)) if m else 1
-        if state != "COMPLETED":
+        if state not in ("COMPLETED", "FAILED") or (state == "FAILED" and code == 0):
+            # TIMEOUT, CANCELLED, NODE_FAIL...: not the command's own exit; say so, and never exit 0.
             on_stderr(f"[airavata-magic] Slurm job {job_id} ended {state or 'in an unknown state'}\n".encode())
-            if code == 0:
-                code = 1
+            code = code or 1
         return code
 
 

@@ -33,11 +33,11 @@ class SshBackend(RemoteKernelBackend):
     """Kernels started over SSH on one host, without a scheduler."""
 
     kind = "ssh"
-    poll_interval = 0.5
+    poll_interval = 0.15
 
     def __init__(self, resource, runtime_dir) -> None:
         super().__init__(resource, runtime_dir)
-        self._backoff = Backoff(first=0.3, cap=3.0)
+        self._backoff = Backoff(cap=3.0)
         self._observe_lock = threading.Lock()
 
     def request(self, runtime: Runtime) -> None:
