@@ -87,6 +87,11 @@ def local_value(content: dict[str, Any], runtime: str) -> Any:
     return RemoteResult(data, content.get("metadata") or {}, runtime)
 
 
+def one_line(message: str) -> str:
+    """A message on one line: control characters from user input shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message).strip())
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn this package's errors into one-line UsageErrors (no traceback from deep inside)."""
 
@@ -97,11 +102,13 @@ def user_errors(fn: Callable) -> Callable:
         except RuntimeFailed as e:
             if e.log_tail:
                 print("--- log tail ---\n" + e.log_tail, file=sys.stderr, flush=True)
-            raise UsageError(str(e)) from None
+            raise UsageError(one_line(str(e))) from None
         except AiravataError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(one_line(str(e))) from None
+        except UsageError as e:
+            raise UsageError(one_line(str(e))) from None
         except ValueError as e:  # e.g. unbalanced quotes in an argument string
-            raise UsageError(f"cannot parse the arguments: {e}") from None
+            raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
 
     return wrapper
 
@@ -110,7 +117,7 @@ def parse(magic: Callable, line: str):
     try:
         return parse_argstring(magic, line)
     except ValueError as e:
-        raise UsageError(f"cannot parse the arguments: {e}") from None
+        raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
 
 
 def _status_bundle(rt: Runtime, elapsed: float, tail: str = "") -> dict[str, str]:
