@@ -670,6 +670,10 @@ class KubernetesBackend(Backend):
                     log = self._log_tail(ns, name, previous=_restarts(pod) > 0 and not _running(pod))
                     if log.strip():
                         ob.log_tail = (ob.log_tail + "\n--- kernel log ---\n" + log.rstrip()).strip()
+                    # A terminal runtime never runs again, and its pod may hold a GPU (image
+                    # pull back-off and crash loops keep their allocation): delete it now that
+                    # its reason and logs are captured.
+                    self._delete(ns, name, wait=False)
                 out[rt.name] = ob
         return out
 
@@ -733,7 +737,11 @@ class KubernetesBackend(Backend):
         return self._forwards.get(runtime.name)
 
     def restart(self, runtime: Runtime) -> None:
-        """Ask the kernel to shut down; the pod's loop starts a fresh one on the same ports."""
+        """Ask the kernel to shut down; the pod's loop starts a fresh one on the same ports.
+
+        Returns once the *new* kernel answers (its session id differs from the old one's), so
+        that nobody mistakes the old kernel, still exiting, for the restarted one.
+        """
         from jupyter_client import BlockingKernelClient
 
         info = self.connection(runtime)
@@ -741,14 +749,27 @@ class KubernetesBackend(Backend):
             raise BackendError(f"runtime {runtime.name!r} is not running yet; nothing to restart")
         kc = BlockingKernelClient()
         kc.load_connection_info(info)
-        kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
+        kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=True)
         try:
-            msg = kc.session.msg("shutdown_request", {"restart": True})
-            kc.control_channel.send(msg)
+            kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))
             try:
-                kc.control_channel.get_msg(timeout=10)
+                old = kc.control_channel.get_msg(timeout=10)["header"]["session"]
             except Exception:
                 raise BackendError(f"the kernel of runtime {runtime.name!r} did not answer the restart request") from None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg_id = kc.kernel_info()
+                try:
+                    while True:
+                        reply = kc.get_shell_msg(timeout=1)
+                        if reply["parent_header"].get("msg_id") == msg_id:
+                            break
+                except Exception:
+                    continue  # the old kernel is gone and the new one not up yet
+                if reply["header"]["session"] != old:
+                    return
+                time.sleep(0.1)
+            raise BackendError(f"the kernel of runtime {runtime.name!r} did not come back within 60 s of the restart")
         finally:
             kc.stop_channels()
 
@@ -758,10 +779,15 @@ class KubernetesBackend(Backend):
             fwd.close()
         ns = runtime.backend_state.get("namespace") or self.namespace
         name = runtime.backend_state.get("pod") or pod_name(runtime.name, self.owner)
-        self._call("CoreV1Api", "delete_namespaced_pod", name, ns, missing_ok=True, grace_period_seconds=5)
+        self._delete(ns, name, wait=True)
+
+    def _delete(self, namespace: str, name: str, wait: bool) -> None:
+        """Delete a runtime's pod and Secret (quietly if gone); with ``wait``, until the pod is gone."""
+        self._call("CoreV1Api", "delete_namespaced_pod", name, namespace, missing_ok=True, grace_period_seconds=5)
         # The ownerReference would let the garbage collector do this; do not wait for it.
-        self._call("CoreV1Api", "delete_namespaced_secret", name, ns, missing_ok=True)
-        self._wait_gone(ns, name, timeout=20.0)
+        self._call("CoreV1Api", "delete_namespaced_secret", name, namespace, missing_ok=True)
+        if wait:
+            self._wait_gone(namespace, name, timeout=20.0)
 
     def _wait_gone(self, namespace: str, name: str, timeout: float) -> None:
         """Watch the pod until it is deleted (or ``timeout``), so a stop is complete when it returns."""

@@ -802,7 +802,8 @@ class Simulator:
         pod["status"]["phase"] = "Running"
         _set_ready(pod["status"], True)
         self._changed(pod)
-        return await run.proc.wait()
+        rc = await run.proc.wait()
+        return 128 - rc if rc < 0 else rc  # a container killed by signal N exits 128+N
 
     async def _deadline(self, run: _PodRun, seconds: int) -> None:
         await asyncio.sleep(seconds * self.time_scale)
