@@ -1,0 +1,81 @@
+"""Kubernetes runtimes from a real notebook kernel (the magics, the manager, the relay), against
+the Kubernetes API simulator (not a cluster)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import KERNEL_IMAGE
+
+
+@pytest.fixture
+def nb(notebook_factory, sim, tmp_path: Path):
+    prof = tmp_path / "cybershuttle.yml"
+    prof.write_text(
+        "resources:\n"
+        "  lab-k8s:\n"
+        "    kind: kubernetes\n"
+        f"    kubeconfig: {sim.kubeconfig}\n"
+        "    context: sim\n"
+        "    namespace: research\n"
+        f"    image: {KERNEL_IMAGE}\n"
+        "    node_selector: {gpu: a100}\n"
+        "    tolerations: [{key: nvidia.com/gpu, operator: Exists}]\n"
+        "runtimes:\n"
+        "  gpu1: {resource: lab-k8s, gpus: 1, memory: 2G, walltime: 30}\n"
+    )
+    return notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(prof)})
+
+
+def test_gpu_pod_runs_cells_survives_a_dropped_forward_and_stops_clean(nb, sim):
+    cell = nb.ok("%request_runtime gpu1")
+    pod = sim.pods()[0]
+    assert pod["metadata"]["name"] in cell.stdout
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    cell = nb.ok("%wait_for_runtime gpu1 --live")
+    assert cell.of_type("display_data") and "ready" in cell.stdout
+    nb.ok("%switch_runtime gpu1")
+    cell = nb.ok("import os\nprint(os.environ['NVIDIA_VISIBLE_DEVICES'], os.environ['HOSTNAME'])\n6 * 7")
+    assert cell.stdout.split() == ["0", pod["metadata"]["name"]]
+    assert cell.of_type("execute_result")[0]["data"]["text/plain"] == "42"
+    nb.ok("kept = 'state survives'")
+    # the API server drops every stream (as real ones do after some minutes): the next cells work
+    # on the same local ports, over fresh streams, with the kernel's state intact
+    assert sim.drop_portforwards() >= 4
+    cell = nb.ok("print(kept)", timeout=30)
+    assert cell.stdout == "state survives\n"
+    assert sim.drop_portforwards() >= 4
+    cell = nb.ok("import time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.1)", timeout=30)
+    assert cell.stdout == "0\n1\n2\n"
+    cell = nb.ok("%stop_runtime gpu1")
+    assert "cells run locally again" in cell.stdout
+    assert sim.pods() == [] and sim.secrets() == []
+
+
+def test_wait_ends_at_once_with_the_event_message(nb, sim):
+    nb.ok("%request_runtime nope --resource lab-k8s --image registry.invalid/lab/kernel:1")
+    t0 = time.monotonic()
+    cell = nb.run("%wait_for_runtime nope --live", timeout=60)
+    assert cell.status == "error" and time.monotonic() - t0 < 10
+    assert "UsageError: runtime 'nope' failed: ErrImagePull" in cell.stderr
+    assert 'Failed to pull image "registry.invalid/lab/kernel:1"' in cell.stderr  # the events, as log tail
+    nb.ok("%request_runtime many --resource lab-k8s --gpus 8")
+    cell = nb.run("%wait_for_runtime many", timeout=60)
+    assert cell.status == "error" and "Unschedulable: 0/2 nodes are available" in cell.stderr
+    assert "Insufficient nvidia.com/gpu" in cell.stderr
+    assert sim.pods() == []  # failed runtimes do not keep their pods
+
+
+def test_attach_after_the_notebook_kernel_restarts(nb, sim):
+    nb.ok("%request_runtime gpu1")
+    nb.ok("%wait_for_runtime gpu1")
+    nb.ok("%%run_on gpu1\nmodel = 'trained for hours'")
+    nb.restart()
+    cell = nb.ok("%attach_runtime gpu1")
+    assert "attached" in cell.stdout
+    assert nb.ok("%%run_on gpu1\nprint(model)").stdout == "trained for hours\n"
+    cell = nb.ok("%restart_runtime gpu1", timeout=90)
+    assert nb.run("%%run_on gpu1\nprint(model)").status == "error"  # a fresh kernel, same pod
+    assert len(sim.pods()) == 1
