@@ -178,6 +178,8 @@ def build(nb: dict[str, Any], *, parameters: str | None = None, steps: list[Step
         setup.append(f"%wait_for_runtime {shlex.quote(r)} --timeout {WAIT_TIMEOUT}")
     out.cells.append(_code_cell("\n".join(setup), [SETUP_TAG]))
 
+    for st in steps:
+        _getpass_to_marker(st)
     secret_names = sorted({m.group("name") for st in steps for m in CODE_MARK_RE.finditer(st.code)})
     if secret_names:
         lines = ["from airavata_magic.sessions.values import secret",
@@ -245,8 +247,33 @@ def top_level_assignments(code: str) -> dict[str, tuple[int, int, str]]:
             continue
         shared = any(o is not node and o.lineno <= node.end_lineno and o.end_lineno >= node.lineno
                      for o in tree.body)
-        if shared or node.col_offset != 0 or lines[node.end_lineno - 1][node.end_col_offset:].strip(" ;"):
+        after = lines[node.end_lineno - 1][node.end_col_offset:].strip(" \t;")
+        if shared or node.col_offset != 0 or (after and not after.startswith("#")):
             found[target] = (node.lineno, -1, "")  # shares its line with another statement
             continue
         found[target] = (node.lineno, node.end_lineno, ast.get_source_segment(py, node.value) or "")
     return found
+
+
+def _getpass_to_marker(step: Step) -> None:
+    """``pw = getpass(...)`` at the top level -> ``pw = '<redacted:pw>'``, so that a replay reads
+    the secret from the environment or asks for it (papermill has no stdin for getpass)."""
+    body = step.body()
+    found = top_level_assignments(body)
+    lines = body.splitlines(keepends=True)
+    changed = False
+    for name, (first, last, value) in sorted(found.items(), key=lambda kv: -kv[1][0]):
+        if last < 0 or not value:
+            continue
+        try:
+            call = ast.parse(value, mode="eval").body
+        except SyntaxError:
+            continue
+        f = getattr(call, "func", None)
+        if not (isinstance(call, ast.Call) and ((isinstance(f, ast.Name) and f.id == "getpass")
+                                                or (isinstance(f, ast.Attribute) and f.attr == "getpass"))):
+            continue
+        lines[first - 1:last] = [f"{name} = {f'<redacted:{name}>'!r}\n"]
+        changed = True
+    if changed:
+        step.set_body("".join(lines).rstrip("\n"))

@@ -32,6 +32,7 @@ _SECRET_WORDS = {"password", "passwd", "passphrase", "pwd", "token", "secret", "
                  "credentials", "privatekey", "accesskey", "secretkey", "authtoken", "bearer"}
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
                  ("auth", "token"), ("client", "secret")}
+_PYTHON_CELL_MAGICS = [["run_on"], ["time"], ["timeit"], ["capture"], ["prun"]]
 _SPLIT_RE = re.compile(r"[_\-.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 _KEY_BLOCK_RE = re.compile(
@@ -128,6 +129,14 @@ class Redactor:
     def _code_literals(self, source: str) -> str:
         if not _maybe_secret(source):
             return source
+        first = source.lstrip().split("\n", 1)[0]
+        if first.startswith("%%") and first[2:].split(None, 1)[:1] not in _PYTHON_CELL_MAGICS:
+            return _TEXT_ASSIGN_RE.sub(self._text_assign, source)  # %%bash and friends: not Python
+        lines = source.splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.lstrip().startswith(("!", "%")) and not line.lstrip().startswith("%%"):
+                lines[i] = _TEXT_ASSIGN_RE.sub(self._text_assign, line)  # shell and magic lines
+        source = "".join(lines)
         try:
             tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
         except (tokenize.TokenError, IndentationError, SyntaxError):

@@ -1,0 +1,168 @@
+"""Recording in a real notebook kernel, export, and replay under papermill (real processes only)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import nbformat
+
+from .conftest import comparable, read_nb
+
+DETERMINISTIC = [
+    "import random\nrandom.seed(7)\nvalues = [random.randint(0, 100) for _ in range(5)]\nprint(values)",
+    "sum(values)",
+    "from IPython.display import display, HTML\ndisplay(HTML('<b>bold</b>'))\nprint('to stderr', file=__import__('sys').stderr)",
+    "%%run_on alpha\nimport random\nrandom.seed(1)\nremote = random.random()\nprint('alpha', round(remote, 6))",
+    "%%run_on alpha,beta\nprint('both')",
+    "%switch_runtime beta\nbeta_value = 6 * 7\nbeta_value",
+    "%switch_runtime local\nprint('back', sum(values))",
+]
+
+
+def test_record_export_replay_identical_outputs_two_runtimes(notebook, tmp_path, magic_home, papermill):
+    nb = notebook
+    nb.ok("%request_runtime alpha --resource local\n%request_runtime beta --resource local")
+    nb.ok("%wait_for_runtime alpha\n%wait_for_runtime beta")
+    nb.ok("%session start two")
+    recorded = [nb.ok(code) for code in DETERMINISTIC]
+    nb.ok("%stop_runtime alpha\n%stop_runtime beta")
+    stop = nb.ok("%session stop")
+    assert "8 cells" in stop.stdout
+
+    journal = read_nb(magic_home / "sessions" / "two.ipynb")
+    nbformat.validate(nbformat.from_dict(journal))
+    cells = journal["cells"]
+    assert [c["source"] for c in cells[:7]] == DETERMINISTIC  # as typed, magics included
+    assert [c["metadata"]["airavata"]["runtimes"] for c in cells] == [
+        ["local"], ["local"], ["local"], ["alpha"], ["alpha", "beta"], ["beta"], ["local"], ["local"]]
+    assert all(c["metadata"]["airavata"]["status"] == "ok" for c in cells)
+    assert all(c["metadata"]["airavata"]["duration"] >= 0 for c in cells)
+    # the journal's outputs are what the frontend saw
+    for cell, seen in zip(cells, recorded):
+        assert comparable(cell["outputs"]) == comparable([o for o in seen.outputs]), cell["source"]
+    meta = journal["metadata"]["airavata"]["session"]
+    assert set(meta["runtimes"]) == {"alpha", "beta"} and meta["runtimes"]["alpha"]["resource"] == "local"
+
+    listing = nb.ok("%session list").text
+    assert "two" in listing and "alpha, beta, local" in listing
+
+    exported = tmp_path / "two.ipynb"
+    nb.ok(f"%session export two {exported}")
+    result = papermill(exported, tmp_path / "out.ipynb")
+    assert result.status == "ok", result.error
+    replay = read_nb(tmp_path / "out.ipynb")
+    by_source = {c["metadata"].get("airavata", {}).get("recorded_cell"): c for c in replay["cells"]
+                 if c["cell_type"] == "code"}
+    for i, cell in enumerate(cells[:7], 1):
+        expected = comparable(cell["outputs"])
+        if cell["source"].startswith("%switch_runtime"):
+            # the export replaces steering magics by explicit routing: their own message is gone
+            kind, name, text = expected[0]
+            assert text.startswith("cells run")
+            rest = text.split("\n", 1)[1]
+            expected = ([(kind, name, rest)] if rest else []) + expected[1:]
+        assert comparable(by_source[i]["outputs"]) == expected, cell["source"]
+    # the replay requested its own runtimes and stopped them
+    records = {json.loads(p.read_text())["name"]: json.loads(p.read_text())
+               for p in (magic_home / "runtimes").glob("*.json")}
+    assert records["alpha"]["state"] == "stopped" and records["beta"]["state"] == "stopped"
+
+
+def test_kill_minus_9_loses_no_completed_cell_and_append_resumes(notebook_factory, magic_home):
+    nb = notebook_factory()
+    nb.ok("%session start crash")
+    for i in range(5):
+        nb.ok(f"x{i} = {i}\nprint('cell', {i})")
+    nb.kc.execute("import time\ntime.sleep(60)")  # in flight when the kernel dies
+    time.sleep(0.5)
+    os.kill(nb.km.provisioner.process.pid, signal.SIGKILL)
+    nb.km.provisioner.process.wait(10)
+    path = magic_home / "sessions" / "crash.ipynb"
+    raw = json.loads(path.read_text())  # valid JSON as it was left, no repair needed
+    nbformat.validate(nbformat.from_dict(raw))
+    assert [c["outputs"][0]["text"] for c in raw["cells"]] == [f"cell {i}\n" for i in range(5)]
+
+    nb2 = notebook_factory()
+    nb2.ok("%session start crash --append")
+    nb2.ok("print('after restart')")
+    nb2.ok("%session stop")
+    cells = read_nb(path)["cells"]
+    assert len(cells) == 6 and cells[-1]["outputs"][0]["text"] == "after restart\n"
+    exists = nb2.run("%session start crash")
+    assert exists.status == "error" and "exists" in exists.stderr and "--append" in exists.stderr
+
+
+PLANTED = ["planted-pass-1111", "planted-apikey-2222", "planted-getpass-3333", "planted-remote-4444",
+           "AAAAplantedKEYblock5555", "planted-token-6666"]
+
+
+def test_secrets_never_reach_the_journal_and_replay_asks_for_them(notebook, magic_home, tmp_path, papermill):
+    nb = notebook
+    nb.ok("%request_runtime gamma --resource local\n%wait_for_runtime gamma")
+    nb.ok("%session start secrets")
+    nb.ok(f"password = '{PLANTED[0]}'\nprint('using', password)")
+    nb.ok(f"print('api_key={PLANTED[1]}')")
+    nb.ok("import getpass\npw = getpass.getpass('pw: ')\nprint('got', pw)", stdin=[PLANTED[2]])
+    nb.ok("%%run_on gamma\nimport getpass\nrp = getpass.getpass('remote pw: ')\nprint('remote got', rp)",
+          stdin=[PLANTED[3]])
+    nb.ok("key = '''-----BEGIN OPENSSH PRIVATE KEY-----\n" + PLANTED[4] + "\n-----END OPENSSH PRIVATE KEY-----'''\n"
+          "print(key)")
+    nb.ok(f"cfg = {{'token': '{PLANTED[5]}'}}\ncfg")
+    nb.ok("%stop_runtime gamma")
+    nb.ok("%session stop")
+    raw = (magic_home / "sessions" / "secrets.ipynb").read_text()
+    for planted in PLANTED:
+        assert planted not in raw, planted
+    assert raw.count("<redacted") >= 8
+    nbformat.validate(nbformat.reads(raw, as_version=4))
+
+    exported = tmp_path / "secrets.ipynb"
+    nb.ok(f"%session export secrets {exported}")
+    text = exported.read_text()
+    for planted in PLANTED:
+        assert planted not in text
+    env = {"AIRAVATA_SECRET_PASSWORD": "env-pass", "AIRAVATA_SECRET_PW": "env-pw", "AIRAVATA_SECRET_RP": "env-rp",
+           "AIRAVATA_SECRET_TOKEN": "env-token"}
+    result = papermill(exported, tmp_path / "out.ipynb", env_extra=env)
+    assert result.status == "ok", result.error
+    out = json.dumps(read_nb(tmp_path / "out.ipynb"))
+    assert "using env-pass" in out and "got env-pw" in out and "remote got env-rp" in out
+    assert "secret 'password': read from $AIRAVATA_SECRET_PASSWORD" in out
+    # without the environment, papermill cannot prompt: the replay says which variable to set
+    result = papermill(exported, tmp_path / "out2.ipynb", env_extra={})
+    assert result.status == "failed" and "set $AIRAVATA_SECRET_" in result.error
+
+
+def test_session_load_replays_into_this_kernel(notebook_factory):
+    nb = notebook_factory()
+    nb.ok("%session start s")
+    nb.ok("a = 20")
+    nb.run("undefined_name")  # failed when recorded: skipped on load
+    nb.ok("b = a + 1\nprint('b is', b)")
+    nb.ok("%session stop")
+    shown = nb.ok("%session show s").text
+    assert "undefined_name" in shown and "error" in shown
+    nb2 = notebook_factory()
+    cell = nb2.ok("%session load s")
+    assert "b is 21" in cell.stdout and "skipped" in cell.stderr and "replayed 2 cells" in cell.stdout
+    assert nb2.ok("a + b").text.strip() == "41"
+
+
+def test_bad_session_arguments_are_one_line_usage_errors(notebook, tmp_path):
+    nb = notebook
+    for line, message in [
+        ("%session bogus", "invalid choice"),
+        ("%session start", "%session start takes NAME"),
+        ("%session start ../etc", "invalid session name"),
+        ("%session stop", "no session is recording"),
+        ("%session show nothere", "no session named 'nothere'"),
+        (f"%session export nothere {tmp_path}/x.ipynb", "no session named 'nothere'"),
+        ("%session export a b.txt", "export to a .ipynb path"),
+        ("%session list --append", "--append goes with %session start"),
+    ]:
+        cell = nb.run(line)
+        assert cell.status == "error", line
+        assert "UsageError" in cell.stderr and message in cell.stderr, (line, cell.stderr)
+        assert "Traceback" not in cell.text, line
