@@ -103,8 +103,8 @@ def _template_sweep(args: argparse.Namespace) -> int:
 def _kernelspec_install(args: argparse.Namespace) -> int:
     from .kernelspec import install
 
-    where = install(args.runtime, profile=args.file, user=not args.sys_prefix,
-                    prefix=sys.prefix if args.sys_prefix else None)
+    prefix = args.prefix or (sys.prefix if args.sys_prefix else None)
+    where = install(args.runtime, profile=args.file, user=prefix is None, prefix=prefix)
     name = os.path.basename(where)
     print(f"installed kernelspec {name} in {where}; run a notebook there with: papermill -k {name} in.ipynb out.ipynb")
     return 0
@@ -175,6 +175,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", required=True, help="the runtime preset")
     p.add_argument("--file", help="the profile defining the preset")
     p.add_argument("--sys-prefix", action="store_true", help="install into this Python environment, not per user")
+    p.add_argument("--prefix", help="install under PREFIX/share/jupyter/kernels (then add it to JUPYTER_PATH)")
     p.set_defaults(func=_kernelspec_install)
 
 

@@ -1,0 +1,83 @@
+"""The kernel provisioner: ``papermill -k airavata-PRESET`` runs a whole notebook on a runtime."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from airavata_magic import cli
+
+from .conftest import read_nb
+
+PROFILE = "runtimes:\n  lcpu: {resource: local, walltime: 10}\n"
+
+
+@pytest.fixture
+def preset_env(tmp_path, child_env, monkeypatch):
+    prof = tmp_path / "cybershuttle.yml"
+    prof.write_text(PROFILE)
+    env = dict(child_env, AIRAVATA_MAGIC_PROFILE=str(prof), JUPYTER_PATH=str(tmp_path / "jp" / "share" / "jupyter"))
+    for k in ("AIRAVATA_MAGIC_HOME", "AIRAVATA_MAGIC_PROFILE"):
+        monkeypatch.setenv(k, env[k])
+    return env, prof
+
+
+def test_kernelspec_install_then_papermill_k_runs_on_a_fresh_runtime(tmp_path, magic_home, preset_env, capsys):
+    env, prof = preset_env
+    assert cli.main(["kernelspec", "install", "--runtime", "lcpu", "--prefix", str(tmp_path / "jp")]) == 0
+    where = capsys.readouterr().out.split(" in ", 1)[1].split(";", 1)[0]
+    spec = json.loads((Path(where) / "kernel.json").read_text())
+    assert Path(where).name == "airavata-lcpu"
+    assert spec["metadata"]["kernel_provisioner"] == {
+        "provisioner_name": "airavata-provisioner", "config": {"runtime": "lcpu", "profile": str(prof)}}
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint('pid', os.getpid())"),
+                nbformat.v4.new_code_cell("from IPython.display import display\ndisplay({'text/plain': 'shown'}, raw=True)\n6 * 7")]
+    src = tmp_path / "plain.ipynb"
+    nbformat.write(nb, src)
+    out = tmp_path / "out.ipynb"
+    r = subprocess.run([sys.executable, "-m", "papermill", "-k", "airavata-lcpu", str(src), str(out),
+                        "--no-progress-bar"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cells = read_nb(out)["cells"]
+    pid = int(cells[0]["outputs"][0]["text"].split()[1])
+    assert cells[1]["outputs"][0]["data"]["text/plain"] == "shown"
+    assert cells[1]["outputs"][1]["data"]["text/plain"] == "42"
+    # the kernel was a runtime from the preset, and it was stopped when the notebook ended
+    records = [json.loads(p.read_text()) for p in (magic_home / "runtimes").glob("lcpu-*.json")]
+    assert len(records) == 1
+    rec = records[0]
+    assert rec["job_id"] == str(pid) and rec["resource"] == "local" and rec["spec"]["walltime"] == 10
+    assert rec["state"] == "stopped"
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_kernelspec_install_cli_errors_are_one_line(preset_env, capsys):
+    assert cli.main(["kernelspec", "install", "--runtime", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no runtime preset 'nope'") and "presets: lcpu" in err and "\n" not in err
+    assert cli.main(["kernelspec", "install", "--runtime", "bad name"]) == 2
+    assert "invalid runtime name" in capsys.readouterr().err
+
+
+def test_provisioner_reports_a_runtime_that_cannot_start(tmp_path, preset_env):
+    env, prof = preset_env
+    prof.write_text("resources:\n  broken: {kind: local, python: /nonexistent/python}\n"
+                    "runtimes:\n  lbroken: {resource: broken}\n")
+    from airavata_magic.sessions.kernelspec import install
+
+    install("lbroken", prefix=str(tmp_path / "jp"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    r = subprocess.run([sys.executable, "-m", "papermill", "-k", "airavata-lbroken", str(tmp_path / "x.ipynb"),
+                        str(tmp_path / "y.ipynb"), "--no-progress-bar"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "/nonexistent/python" in r.stderr
