@@ -25,6 +25,7 @@ import socket
 import stat
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -102,6 +103,7 @@ class SshConnection:
         self._client: paramiko.SSHClient | None = None
         self._jump: SshConnection | None = None
         self._home: str | None = None
+        self._forwards: weakref.WeakSet[Forward] = weakref.WeakSet()
         self.connects = 0  # how many times a connection was made (tests and benchmarks read it)
 
     # -- the connection ------------------------------------------------------------------
@@ -113,13 +115,21 @@ class SshConnection:
                 t = client.get_transport()
                 if t is not None and t.is_active():
                     return t
-                client.close()
-                self._client = None
-            self._client = self._connect()
+                self._drop(client)
+            client = self._client = self._connect()
             self.connects += 1
-            t = self._client.get_transport()
+            t = client.get_transport()
             assert t is not None
+            threading.Thread(target=self._watch, args=(client, t), name=f"ssh-watch:{self.target.label}",
+                             daemon=True).start()
             return t
+
+    def _watch(self, client: paramiko.SSHClient, t: paramiko.Transport) -> None:
+        """Notice a dropped link at once (the transport's thread ends) and reset the forwards."""
+        t.join()
+        with self._lock:
+            if self._client is client:
+                self._drop(client)
 
     def _connect(self) -> paramiko.SSHClient:
         tg = self.target
@@ -179,8 +189,15 @@ class SshConnection:
         """Drop the connection (forwards made from it reconnect on their next use)."""
         with self._lock:
             if self._client is not None:
-                self._client.close()
-                self._client = None
+                self._drop(self._client)
+
+    def _drop(self, client: paramiko.SSHClient) -> None:
+        # Close the forwarded connections now, before anyone writes into them: their peers
+        # (ZeroMQ) then queue messages and reconnect, instead of losing them in a dead stream.
+        client.close()
+        self._client = None
+        for fwd in list(self._forwards):
+            fwd.drop_connections()
 
     # -- commands ------------------------------------------------------------------------
     def _exec(self, command: str) -> paramiko.Channel:
@@ -216,7 +233,10 @@ class SshConnection:
         out = bytearray()
         try:
             if stdin is not None:
-                ch.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
+                try:
+                    ch.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
+                except OSError:
+                    pass  # the command ended without reading all its input: its exit code says how it went
             ch.shutdown_write()
             while chunk := ch.recv(65536):
                 out.extend(chunk)
@@ -323,7 +343,9 @@ class SshConnection:
 
     def forward(self, remote_host: str, remote_port: int) -> "Forward":
         """Listen on 127.0.0.1:<free port> and carry each connection to (remote_host, remote_port)."""
-        return Forward(self, remote_host, remote_port)
+        fwd = Forward(self, remote_host, remote_port)
+        self._forwards.add(fwd)
+        return fwd
 
 
 class Forward:
@@ -388,6 +410,10 @@ class Forward:
             self._server.close()
         except OSError:
             pass
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Close the forwarded connections (the listener stays: peers reconnect to it)."""
         with self._lock:
             pairs, self._pairs = list(self._pairs), set()
         for sock, chan in pairs:

@@ -49,3 +49,16 @@ def started() -> Iterator[list[Started]]:
     yield items
     for s in items:
         stop_quietly(s)
+
+
+@pytest.fixture(scope="session")
+def expiring(hpc):
+    """A runtime with a 1-minute walltime, started early in the session so that the expiry test
+    (``test_walltime.py``, run last) waits for Slurm's 60-90 s limit in parallel with the rest."""
+    from .kernel_helpers import connect, request
+
+    s = request(hpc, "expiring", walltime=1, cpus=1, memory=256)
+    s.started_at = __import__("time").monotonic()
+    connect(s)
+    yield s
+    stop_quietly(s)
