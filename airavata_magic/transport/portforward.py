@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import TransportError
 
@@ -45,7 +45,7 @@ class PodPortForward:
     max_backoff: float = 2.0
 
     def __init__(self, configuration: Any, namespace: str, pod: str, remote_ports: list[int],
-                 *, opener: Callable[[int], Any] | None = None) -> None:
+                 *, keepalive: float | None = None) -> None:
         self.configuration = configuration
         self.namespace, self.pod = namespace, pod
         self.remote_ports = list(remote_ports)
@@ -54,7 +54,8 @@ class PodPortForward:
         self.last_error: str = ""
         self.streams_opened = 0  # how many streams were opened (first ones plus re-established)
         self.closed = False
-        self._open = opener or self._open_stream
+        if keepalive is not None:
+            self.keepalive = keepalive
         self._listeners: dict[socket.socket, int] = {}
         self._pipes: set[_Pipe] = set()
         self._lock = threading.Lock()
@@ -191,7 +192,7 @@ class PodPortForward:
             # flood of failing handshakes
             time.sleep(min(self.max_backoff, 0.05 * 2 ** min(self._failures, 6)))
         try:
-            ws = self._open(remote)
+            ws = self._open_stream(remote)
         except Exception as e:
             self._failures += 1
             self.last_error = f"cannot open a port-forward stream to {self.pod}:{remote}: {_one_line(e)}"

@@ -174,13 +174,18 @@ class Simulator:
 
     def __init__(self, workdir: Path, images: dict[str, str], *, nodes: list[Node] | None = None,
                  namespace: str = "research", netns: bool | None = None, time_scale: float = 1.0,
-                 crash_backoff: float = 0.3, pull_backoff: float = 0.3) -> None:
+                 crash_backoff: float = 0.3, pull_backoff: float = 0.3,
+                 stream_idle_timeout: float | None = None) -> None:
         self.workdir = Path(workdir)
         self.images = dict(images)
         self.nodes = copy.deepcopy(nodes if nodes is not None else DEFAULT_NODES)
         self.namespace = namespace
         self.netns = _netns_available() if netns is None else netns
         self.time_scale, self.crash_backoff, self.pull_backoff = time_scale, crash_backoff, pull_backoff
+        # close port-forward streams that carry nothing (not even a ping) for this long, as load
+        # balancers and API servers in front of real clusters do
+        self.stream_idle_timeout = stream_idle_timeout
+        self.pings = 0  # WebSocket pings received on port-forward streams
         self.token = secrets.token_urlsafe(24)
         self.user = "sim-user"
         self.denied: set[tuple[str, str, str]] = set()
@@ -318,6 +323,10 @@ class Simulator:
                         n += 1
             return n
         return self.call(drop())
+
+    def open_streams(self, name: str, namespace: str | None = None) -> int:
+        """How many port-forward streams to a pod are open now."""
+        return len(self._streams.get((namespace or self.namespace, name), ()))
 
     def pod_pid(self, name: str, namespace: str | None = None) -> int | None:
         run = self._runs.get((namespace or self.namespace, name))
@@ -832,7 +841,7 @@ class Simulator:
         run = self._runs.get(key)
         if pod["status"].get("phase") != "Running" or run is None or run.proc is None:
             return _status(400, "BadRequest", f'pod {key[1]} is not running (phase {pod["status"].get("phase")})')
-        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",), autoping=True)
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",), autoping=False)
         if not ws.can_prepare(request).ok:
             return _status(400, "BadRequest", "pods/portforward needs a WebSocket upgrade (v4.channel.k8s.io)")
         await ws.prepare(request)
@@ -850,12 +859,22 @@ class Simulator:
                     reader, writer = await asyncio.open_connection(sock=sock)
                 except OSError as e:
                     err = (f"error forwarding port {port} to pod {run.uid}, uid : failed to connect to localhost:{port} "
-                           f"inside namespace \"{run.uid}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: {e.strerror or e}")
+                           f"inside namespace \"{run.uid}\", IPv4: dial tcp4 127.0.0.1:{port}: connect: {(e.strerror or str(e)).lower()}")
                     await ws.send_bytes(bytes([2 * i + 1]) + err.encode())
                     return ws
                 writers[2 * i] = writer
                 pumps.append(asyncio.ensure_future(_pump(reader, ws, 2 * i)))
-            async for msg in ws:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.stream_idle_timeout)
+                except asyncio.TimeoutError:
+                    break  # idle too long: cut, as a load balancer would
+                if msg.type == WSMsgType.PING:
+                    self.pings += 1
+                    await ws.pong(msg.data)
+                    continue
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
                 if msg.type != WSMsgType.BINARY or not msg.data:
                     continue
                 w = writers.get(msg.data[0])

@@ -1,0 +1,120 @@
+"""The WebSocket port-forward (``v4.channel.k8s.io``) on its own, against the Kubernetes API
+simulator (not a cluster): keepalives, re-established streams, errors, verified TLS."""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from airavata_magic.backends.kubernetes import KERNEL_PORTS
+from airavata_magic.transport.portforward import PodPortForward
+
+from .conftest import KERNEL_IMAGE, runtime, started
+from .simulator import Simulator
+from .test_backend import kernel, run
+
+
+@pytest.fixture
+def idle_sim(tmp_path: Path):
+    """A simulator that cuts port-forward streams idle for 0.5 s."""
+    import sys
+
+    s = Simulator(tmp_path / "idle", {KERNEL_IMAGE: str(Path(sys.executable).parent)}, stream_idle_timeout=0.5).start()
+    yield s
+    s.stop()
+
+
+def _running_pod(make_backend, sim: Simulator):
+    b = make_backend({"kubeconfig": str(sim.kubeconfig), "context": "sim", "image": KERNEL_IMAGE})
+    rt = runtime("pf")
+    b.request(rt)
+    started(b, rt)
+    b.connection(rt)  # reads the key; the tests below open their own forwards
+    return b, rt
+
+
+def _info(b, rt, fwd: PodPortForward) -> dict:
+    local = fwd.start()
+    info = dict(b.forward(rt).info)
+    info.update({k: local[p] for k, p in KERNEL_PORTS.items()})
+    return info
+
+
+@pytest.mark.parametrize("keepalive, kept", [(0.1, True), (60.0, False)])
+def test_keepalive_pings_keep_idle_streams_open(idle_sim, make_backend, keepalive, kept):
+    b, rt = _running_pod(make_backend, idle_sim)
+    fwd = PodPortForward(b._api().configuration, "research", rt.job_id, list(KERNEL_PORTS.values()), keepalive=keepalive)
+    try:
+        with kernel(_info(b, rt, fwd)) as kc:
+            assert run(kc, "print('one')") == "one\n"
+            opened = fwd.streams_opened
+            time.sleep(1.5)  # idle, three times the simulator's idle limit
+            # without pings the streams were cut and come back by themselves; with them, never cut
+            assert run(kc, "print('two')") == "two\n"
+            assert (fwd.streams_opened == opened) == kept
+            assert (idle_sim.pings > 0) == kept
+    finally:
+        fwd.close()
+    local_ports = set(fwd.local_ports.values())
+    assert all(_refused(p) for p in local_ports)
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_a_closed_pod_port_is_reported_and_the_connection_closed(sim, make_backend):
+    b, rt = _running_pod(make_backend, sim)
+    fwd = PodPortForward(b._api().configuration, "research", rt.job_id, [9])
+    local = fwd.start()[9]
+    try:
+        with socket.create_connection(("127.0.0.1", local), timeout=5) as s:
+            s.settimeout(5)
+            assert s.recv(10) == b""  # closed by the forward, not hung
+        assert "connect: connection refused" in fwd.last_error and f"{rt.job_id}:9" in fwd.last_error
+    finally:
+        fwd.close()
+
+
+def test_the_api_server_certificate_is_verified(sim, make_backend, tmp_path):
+    b, rt = _running_pod(make_backend, sim)
+    other = Simulator(tmp_path / "other", {}).start()  # another server, another certificate
+    try:
+        # a kubeconfig for this server that trusts the other server's certificate only
+        wrong = tmp_path / "wrong-ca-kubeconfig"
+        wrong.write_text(other.kubeconfig.read_text().replace(other.url, sim.url).replace(other.token, sim.token))
+        impostor = make_backend({"kubeconfig": str(wrong), "context": "sim", "image": KERNEL_IMAGE})
+        res = impostor.authenticate()
+        assert not res.ok and "CERTIFICATE_VERIFY_FAILED" in res.detail
+        fwd = PodPortForward(impostor._api().configuration, "research", rt.job_id, [KERNEL_PORTS["hb_port"]])
+        local = fwd.start()[KERNEL_PORTS["hb_port"]]
+        with socket.create_connection(("127.0.0.1", local), timeout=5) as s:
+            s.settimeout(5)
+            assert s.recv(10) == b""
+        assert "CERTIFICATE_VERIFY_FAILED" in fwd.last_error
+        fwd.close()
+    finally:
+        other.stop()
+
+
+def test_frames_follow_the_v4_channel_protocol(sim, make_backend):
+    """Raw protocol check: port prefix frames on both channels, then data on channel 0."""
+    import websocket
+
+    b, rt = _running_pod(make_backend, sim)
+    fwd = PodPortForward(b._api().configuration, "research", rt.job_id, [KERNEL_PORTS["hb_port"]])
+    ws = fwd._open_stream(KERNEL_PORTS["hb_port"])
+    try:
+        assert ws.subprotocol == "v4.channel.k8s.io"
+        port = KERNEL_PORTS["hb_port"].to_bytes(2, "little")
+        assert {ws.recv(), ws.recv()} == {b"\x00" + port, b"\x01" + port}
+        ws.send_binary(b"\x00" + b"ping-through-heartbeat")  # the kernel's heartbeat echoes (zmq REP)
+        assert ws.recv_data()[0] == websocket.ABNF.OPCODE_BINARY
+    finally:
+        ws.close()
