@@ -1020,3 +1020,27 @@ def _self_signed(workdir: Path) -> tuple[str, str, bytes]:
                                            serialization.NoEncryption()))
     os.chmod(key_path, 0o600)
     return str(cert_path), str(key_path), pem
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a simulator until stdin closes: ``python -m tests.k8s.simulator WORKDIR IMAGE=BINDIR...``.
+
+    Prints one JSON line with the kubeconfig path and URL. Benchmarks use this to keep the
+    simulator out of their own process (and its GIL).
+    """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        raise SystemExit("usage: python -m tests.k8s.simulator WORKDIR [IMAGE=BINDIR ...]")
+    images = dict(a.split("=", 1) for a in args[1:])
+    sim = Simulator(Path(args[0]), images).start()
+    print(json.dumps({"kubeconfig": str(sim.kubeconfig), "url": sim.url, "netns": sim.netns}), flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    main()
