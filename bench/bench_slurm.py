@@ -1,0 +1,229 @@
+"""Benchmarks of Slurm runtimes on the loopback test bed (starts it, or reuses a running one).
+
+    python bench/bench_slurm.py [--repeats N] [--cells N] [--many 16]
+
+Each figure is printed beside its baseline measured in the same run, as medians (and p95):
+
+1. request -> ready through RuntimeManager (sbatch over SSH, squeue, SFTP, forwards, KernelLink
+   kernel_info) versus a bare ``sbatch`` of the same job script with the connection file polled by
+   hand over SFTP every 50 ms and jupyter_client's ``wait_for_ready`` over forwards. Goal: <= +0.3 s.
+2. a trivial cell (``pass``) through the manager's relay over our SSH forwards versus raw
+   jupyter_client over the same forwards.
+3. 16 runtimes requested at once (all ready) versus one. Goal: <= 2x one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jupyter_client import BlockingKernelClient  # noqa: E402
+
+from airavata_magic.backends.remote_kernel import PORT_NAMES  # noqa: E402
+from airavata_magic.manager import RuntimeManager  # noqa: E402
+from airavata_magic.profile import load_profile  # noqa: E402
+from airavata_magic.runtime import Runtime, RuntimeStore  # noqa: E402
+from airavata_magic.transport.ssh import SshConnection  # noqa: E402
+from tests.slurm import testbed  # noqa: E402
+
+
+class NullSink:
+    """Swallows a cell's output (the benchmark measures the round trip, not the display)."""
+
+    def stream(self, label, name, text): pass
+    def display(self, label, msg_type, content): pass
+    def clear_output(self, label, wait): pass
+    def input(self, label, prompt, password): return ""
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+
+
+def row(what: str, ours: list[float], base: list[float], unit: str = "s", scale: float = 1.0) -> None:
+    o, b = med(ours) * scale, med(base) * scale
+    print(f"{what:<44} ours {o:8.3f} {unit} (p95 {p95(ours) * scale:.3f})   baseline {b:8.3f} {unit} "
+          f"(p95 {p95(base) * scale:.3f})   ratio {o / b:5.2f}x   diff {o - b:+.3f} {unit}")
+
+
+def bare_start(manager: RuntimeManager, profile: str, name: str) -> tuple[float, str]:
+    """One bare start (see ``bare_many``)."""
+    return bare_many(manager, profile, [name])
+
+
+def bare_many(manager: RuntimeManager, profile: str, names: list[str]) -> tuple[float, str]:
+    """sbatch the same job scripts by hand, poll kernel.json over SFTP, forward, kernel_info."""
+    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    rts = [Runtime(name=n, resource="hpc", kind="slurm") for n in names]
+    rundirs = [backend.new_run_dir(rt) for rt in rts]
+    scripts = [backend.job_script(rt, rd) for rt, rd in zip(rts, rundirs)]  # same job, rendered before the clock
+    conn = SshConnection(backend.target)  # its own connection, connected before the clock starts
+    wait_idle(conn)
+    t0 = time.perf_counter()
+    jobs = []
+    for rundir, script in zip(rundirs, scripts):
+        rd = shlex.quote(rundir)
+        rc, out, err = conn.run(f"umask 077 && mkdir -p -- {rd} && cd -- {rd} && cat > job.sh && sbatch --parsable job.sh",
+                                stdin=script)
+        assert rc == 0, err
+        jobs.append(out.strip())
+    sftp = conn.sftp()
+    clients, fwds, pending = [], [], list(rundirs)
+    while pending:
+        for rundir in list(pending):
+            try:
+                with sftp.open(f"{rundir}/kernel.json") as f:
+                    info = json.loads(f.read())
+                if not all(info[p] for p in PORT_NAMES):
+                    continue
+            except (OSError, ValueError, KeyError):
+                continue
+            pending.remove(rundir)
+            mine = [conn.forward(info["ip"], info[p]) for p in PORT_NAMES]
+            fwds += mine
+            kc = BlockingKernelClient()
+            kc.load_connection_info(dict(info, ip="127.0.0.1", **{p: f.local_port for p, f in zip(PORT_NAMES, mine)}))
+            kc.start_channels()
+            clients.append(kc)
+        time.sleep(0.05)
+    for kc in clients:
+        # "Ready" = the kernel answered kernel_info on shell (the leanest check; jupyter_client's own
+        # wait_for_ready also insists on an iopub message and retries in 1 s steps).
+        while True:
+            msg_id = kc.kernel_info()
+            try:
+                reply = kc.get_shell_msg(timeout=0.5)
+            except queue.Empty:
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+    elapsed = time.perf_counter() - t0
+    for kc in clients:
+        kc.stop_channels()
+    for f in fwds:
+        f.close()
+    sftp.close()
+    conn.run(["scancel", *jobs])
+    conn.close()
+    return elapsed, ",".join(jobs)
+
+
+def wait_idle(conn: SshConnection, timeout: float = 30) -> None:
+    """Start each measurement on an idle cluster: no job of ours pending, running or completing."""
+    deadline = time.monotonic() + timeout
+    while conn.run("squeue -h -u \"$USER\" -t PD,R,CG,CF")[1].strip() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def ours_start(manager: RuntimeManager, profile: str, name: str) -> float:
+    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    wait_idle(backend.conn)
+    t0 = time.perf_counter()
+    manager.request(name, file=profile, resource="hpc")
+    manager.wait(name, timeout=120)
+    return time.perf_counter() - t0
+
+
+def cells(manager: RuntimeManager, profile: str, n: int) -> None:
+    """A trivial cell through the manager's relay vs raw jupyter_client, over the same forwards."""
+    manager.request("cells", file=profile, resource="hpc")
+    manager.wait("cells", timeout=120)
+    rt = manager.get("cells")
+    info = manager.backend_for(rt).connection(rt)  # the same forwards the manager's link uses
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels()
+    kc.wait_for_ready(timeout=30)
+    sink = NullSink()
+    for _ in range(20):  # warm both paths
+        manager.run(["cells"], "pass", sink)
+        kc.execute_interactive("pass", timeout=30, output_hook=lambda m: None)
+    t_ours, t_raw = [], []
+    for _ in range(n):  # interleaved
+        t0 = time.perf_counter()
+        manager.run(["cells"], "pass", sink)
+        t_ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        kc.execute_interactive("pass", timeout=30, output_hook=lambda m: None)
+        t_raw.append(time.perf_counter() - t0)
+    row("trivial cell over SSH forwards", t_ours, t_raw, unit="ms", scale=1000)
+    kc.stop_channels()
+    manager.stop("cells")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--cells", type=int, default=300)
+    ap.add_argument("--many", type=int, default=16)
+    ap.add_argument("--many-repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    tb = testbed.start()
+    print(f"test bed: {tb.user}@{tb.host}:{tb.port}, node {tb.node}, {os.cpu_count()} cores "
+          f"(daemons started here: {len(tb.started_pids)})")
+    home = Path(tempfile.mkdtemp(prefix="bench-slurm-"))
+    os.environ["AIRAVATA_MAGIC_HOME"] = str(home)
+    manager = RuntimeManager(store=RuntimeStore(home), warn=lambda text: None)
+    profile = str(tb.profile)
+    try:
+        # warm-up: SSH connection, launcher upload, first kernel import from a cold page cache
+        ours_start(manager, profile, "warmup")
+        manager.stop("warmup")
+        bare_start(manager, profile, "warmup-bare")
+
+        ours, base = [], []
+        for i in range(args.repeats):  # interleaved, so drift hits both alike
+            ours.append(ours_start(manager, profile, f"r{i}"))
+            manager.stop(f"r{i}")
+            base.append(bare_start(manager, profile, f"b{i}")[0])
+        row("request -> ready (1 runtime)", ours, base)
+
+        try:
+            cells(manager, profile, args.cells)
+        except Exception as e:  # noqa: BLE001 - report and go on to the next figure
+            print(f"{'trivial cell over SSH forwards':<44} NOT MEASURED: {type(e).__name__}: {e}")
+            manager.stop("cells")
+
+        one, many = [], []
+        for k in range(args.many_repeats):
+            one.append(ours_start(manager, profile, f"one{k}"))
+            manager.stop(f"one{k}")
+            names = [f"m{k}-{i}" for i in range(args.many)]
+            t0 = time.perf_counter()
+            for n in names:
+                manager.request(n, file=profile, resource="hpc")
+            for n in names:
+                manager.wait(n, timeout=300)
+            many.append(time.perf_counter() - t0)
+            for n in names:
+                manager.stop(n)
+        row(f"{args.many} runtimes at once vs 1 (all ready)", many, one)
+        bare16 = [bare_many(manager, profile, [f"bm{k}-{i}" for i in range(args.many)])[0]
+                  for k in range(args.many_repeats)]
+        row(f"{args.many} at once: ours vs {args.many} bare sbatch", many, bare16)
+    finally:
+        manager.stop_all()
+        manager.close()
+        if os.environ.get("AIRAVATA_TESTBED_KEEP") != "1":
+            tb.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
