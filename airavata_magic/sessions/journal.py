@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import nbformat
-
 from .. import paths
 from ..errors import AiravataError, InvalidArgument
 
@@ -239,7 +237,10 @@ class SessionStore:
             raise InvalidArgument(f"no session named {name!r} (sessions: {known}); "
                                   f"record one with %session start {name}") from None
 
-    def notebook(self, name: str) -> nbformat.NotebookNode:
+    def notebook(self, name: str):
+        """The session as an ``nbformat.NotebookNode``."""
+        import nbformat
+
         return nbformat.from_dict(self.read(name))
 
     def all(self) -> Iterator[SessionInfo]:

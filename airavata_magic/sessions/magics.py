@@ -14,10 +14,10 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from ..errors import AiravataError
-from . import export, templates
-from .journal import SessionStore, cells_table
 from .recorder import Recorder
-from .redact import CODE_MARK_RE
+
+# export, templates and nbformat are imported when a magic needs them: loading the extension
+# stays cheap for notebooks that never record.
 
 _SESSION_ARITY = {"start": (1, 1), "stop": (0, 0), "list": (0, 0), "show": (1, 1), "load": (1, 1), "export": (2, 2)}
 
@@ -68,6 +68,9 @@ class SessionMagics(Magics):
             raise UsageError(f"%session {a.action} takes {usage or 'no arguments'}")
         if a.append and a.action != "start":
             raise UsageError("--append goes with %session start")
+        from . import export
+        from .journal import cells_table
+
         store = self.recorder.store
         if a.action == "start":
             print(self.recorder.start(a.args[0], append=a.append))
@@ -88,7 +91,8 @@ class SessionMagics(Magics):
             self._load(a.args[0], store)
         return None
 
-    def _load(self, name: str, store: SessionStore) -> None:
+    def _load(self, name: str, store) -> None:
+        from .redact import CODE_MARK_RE
         from .values import secret
 
         nb = store.read(name)
@@ -126,6 +130,8 @@ class SessionMagics(Magics):
     @_user_errors
     def template(self, line: str):
         """Templates: a session with typed inputs lifted into a ``parameters`` cell, run by papermill."""
+        from . import templates
+
         a = _parse(self.template, line)
         allowed = {"add": {"name", "session", "inputs"}, "run": {"name", "input_file", "parameter", "runtime", "output"},
                    "list": set()}[a.action]

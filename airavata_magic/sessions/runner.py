@@ -53,11 +53,21 @@ def first_error(nb: dict[str, Any], usage_errors: bool = True) -> str:
 
 def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None, *,
                  kernel_name: str | None = None, runtime: str | None = None, cwd: str | None = None,
-                 timeout: float | None = None, env: dict[str, str] | None = None) -> RunResult:
-    """Execute ``source`` into ``output`` with papermill in a child process."""
+                 timeout: float | None = None, env: dict[str, str] | None = None,
+                 isolate: bool = True) -> RunResult:
+    """Execute ``source`` into ``output`` with papermill in a child process.
+
+    With ``isolate`` (the default) the run gets its own ``AIRAVATA_MAGIC_HOME``, so the runtimes an
+    exported notebook requests by name never collide with the user's live runtimes or with a
+    parallel run of the same template; whatever the run left running (it stopped at an error
+    before its teardown cell) is stopped afterwards.
+    """
     output = Path(output)
     child_env = dict(os.environ if env is None else env)
     tmp = tempfile.TemporaryDirectory(prefix="airavata-run-")
+    home = Path(tmp.name) / "home"
+    if isolate:
+        child_env["AIRAVATA_MAGIC_HOME"] = str(home)
     try:
         if runtime is not None:
             from .kernelspec import write_spec
@@ -70,7 +80,10 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(parameters or {}, f)
         argv = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(params_file),
-                "--no-progress-bar", "--log-level", "ERROR"]
+                "--no-progress-bar", "--log-level", "ERROR",
+                # papermill otherwise rewrites the whole output notebook before and after every
+                # cell (O(cells) per cell); it still autosaves every 30 s and at the end.
+                "--no-request-save-on-cell-execute"]
         if kernel_name:
             argv += ["-k", kernel_name]
         if cwd:
@@ -84,6 +97,8 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
             rc, stderr = -1, f"timed out after {timeout:g} s"
         duration = time.monotonic() - t0
     finally:
+        if isolate:
+            _stop_leftovers(home)
         tmp.cleanup()
     nb: dict[str, Any] = {}
     try:
@@ -96,3 +111,19 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         error = lines[-1] if lines else f"papermill exited with code {rc}"
     status = "ok" if rc == 0 and not error else "failed"
     return RunResult(str(output), status, duration, error if status != "ok" else "", recorded_values(nb) if nb else {})
+
+
+def _stop_leftovers(home: Path) -> None:
+    """Stop every runtime a run left alive in its private home."""
+    if not (home / "runtimes").is_dir():
+        return
+    from ..manager import RuntimeManager
+    from ..runtime import RuntimeStore
+
+    manager = RuntimeManager(store=RuntimeStore(home), warn=lambda text: None)
+    try:
+        manager.stop_all()
+    except Exception as e:  # noqa: BLE001 - cleanup must not hide the run's own result
+        print(f"airavata-magic: could not stop a runtime left by the run: {e}", file=sys.stderr)
+    finally:
+        manager.close()

@@ -50,7 +50,7 @@ def test_record_export_replay_identical_outputs_two_runtimes(notebook, tmp_path,
 
     exported = tmp_path / "two.ipynb"
     nb.ok(f"%session export two {exported}")
-    result = papermill(exported, tmp_path / "out.ipynb")
+    result = papermill(exported, tmp_path / "out.ipynb", isolate=False)  # same home: records visible
     assert result.status == "ok", result.error
     replay = read_nb(tmp_path / "out.ipynb")
     by_source = {c["metadata"].get("airavata", {}).get("recorded_cell"): c for c in replay["cells"]

@@ -60,11 +60,15 @@ def test_template_from_a_recorded_session(notebook, tmp_path, magic_home):
     assert c.status == "error" and "input(s) 'missing_one' are never assigned at the top level" in c.stderr
 
 
-def _write_session(home: Path, name: str, cells: list[str]) -> None:
+def _write_session(home: Path, name: str, cells: list[str], runtimes: dict | None = None) -> None:
+    """A recorded session as the recorder writes it (``%%run_on W`` cells ran on W)."""
     store = journal.SessionStore(home)
-    j = journal.JournalFile(store.path(name), journal.new_metadata(name))
+    meta = journal.new_metadata(name)
+    meta["airavata"]["session"]["runtimes"] = runtimes or {}
+    j = journal.JournalFile(store.path(name), meta)
     for i, src in enumerate(cells, 1):
-        j.append(journal.new_code_cell(src, [], i, {"runtimes": ["local"], "status": "ok"}))
+        where = src.split("\n", 1)[0].split()[1].split(",") if src.startswith("%%run_on") else ["local"]
+        j.append(journal.new_code_cell(src, [], i, {"runtimes": where, "status": "ok"}))
     j.close()
 
 
@@ -74,9 +78,10 @@ def test_sweep_six_combinations_two_in_parallel_one_fails(tmp_path, magic_home, 
     _write_session(magic_home, "fit", [
         "import time\nstarted = time.time()\nlr = 0.1\nepochs = 1",
         "if lr > 0.5 and epochs == 2:\n    raise ValueError(f'diverged at lr={lr}')",
+        "%%run_on w\nimport os\nworker_pid = os.getpid()\nworker_pid",
         "time.sleep(1.0)\nfrom airavata_magic import record_value\nrecord_value('loss', round(1 / (lr * epochs), 3))\n"
-        "record_value('window', [started, time.time()])",
-    ])
+        "record_value('window', [started, time.time()])\nrecord_value('worker', _)",
+    ], runtimes={"w": {"resource": "local", "kind": "local", "spec": {"walltime": 5}}})
     (tmp_path / "spec.toml").write_text('[inputs.lr]\ntype = "float"\ndefault = 0.1\n[inputs.epochs]\ntype = "int"\n')
     assert cli.main(["template", "list"]) == 0
     from airavata_magic.sessions import templates
@@ -99,6 +104,12 @@ def test_sweep_six_combinations_two_in_parallel_one_fails(tmp_path, magic_home, 
             assert float(r["loss"]) == round(1 / (float(r["lr"]) * int(r["epochs"])), 3)
             assert r["error"] == ""
             assert Path(r["output"]).is_file()
+    # Each run requested its own runtime 'w' (private homes: no name clash while two run at once),
+    # and nothing is left running afterwards.
+    workers = [int(float(r["worker"])) for r in rows if r["status"] == "ok"]
+    assert len(set(workers)) == 5
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
     # Two at a time: some runs overlapped, never three at once.
     windows = [json.loads(r["window"]) for r in rows if r["status"] == "ok"]
     events = sorted([(w[0], 1) for w in windows] + [(w[1], -1) for w in windows])
