@@ -317,9 +317,9 @@ def run(name: str, *, input_file: str | None = None, pairs: list[tuple[str, str]
     _, inputs = store.load(name)
     params = resolve_parameters(inputs, input_file, pairs)
     if runtime is not None:
-        from ..runtime import validate_name
+        from .kernelspec import resolve_preset
 
-        validate_name(runtime)
+        resolve_preset(runtime)  # an unknown preset fails here, before anything runs
     if output is None:
         runs = paths.private_dir(store.dir(name) / "runs")
         output = str(runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.ipynb")

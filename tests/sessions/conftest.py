@@ -55,3 +55,8 @@ def read_nb(path: Path) -> dict[str, Any]:
     import nbformat
 
     return nbformat.reads(Path(path).read_text(), as_version=4)
+
+
+# The loopback sshd + Slurm test bed of the slurm area (session-scoped; started only when a test
+# asks for it).
+from tests.slurm.testbed import slurm_testbed  # noqa: E402,F401

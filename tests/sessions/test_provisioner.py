@@ -81,3 +81,48 @@ def test_provisioner_reports_a_runtime_that_cannot_start(tmp_path, preset_env):
                        timeout=120)
     assert r.returncode != 0
     assert "/nonexistent/python" in r.stderr
+
+
+def test_template_run_with_runtime_runs_the_whole_notebook_on_a_fresh_runtime(tmp_path, magic_home, preset_env):
+    from airavata_magic.sessions import journal, templates
+
+    store = journal.SessionStore(magic_home)
+    j = journal.JournalFile(store.path("where"), journal.new_metadata("where"))
+    j.append(journal.new_code_cell("n = 1", [], 1, {"runtimes": ["local"], "status": "ok"}))
+    j.append(journal.new_code_cell(
+        "from ipykernel.connect import get_connection_file\nfrom airavata_magic import record_value\n"
+        "record_value('connection_file', get_connection_file())\nrecord_value('n', n)", [], 2,
+        {"runtimes": ["local"], "status": "ok"}))
+    j.close()
+    (tmp_path / "spec.yml").write_text("inputs:\n  n: {type: int, default: 1}\n")
+    templates.add("where", "where", str(tmp_path / "spec.yml"))
+    r = templates.run("where", pairs=[("n", "5")], runtime="lcpu", output=str(tmp_path / "o.ipynb"), timeout=120)
+    assert r.status == "ok", r.error
+    assert r.values["n"] == 5
+    # the kernel's connection file is the one a runtime of preset lcpu wrote, in the run's private home
+    assert "/home/runtimes/lcpu-" in r.values["connection_file"]
+    from airavata_magic.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="no runtime preset 'nope'.*presets: lcpu"):
+        templates.run("where", runtime="nope", output=str(tmp_path / "o2.ipynb"), timeout=60)
+    assert not (tmp_path / "o2.ipynb").exists()
+
+
+def test_session_cli_list_show_export(tmp_path, magic_home, monkeypatch, capsys):
+    from airavata_magic.sessions import journal
+
+    monkeypatch.setenv("AIRAVATA_MAGIC_HOME", str(magic_home))
+    store = journal.SessionStore(magic_home)
+    j = journal.JournalFile(store.path("cli"), journal.new_metadata("cli"))
+    j.append(journal.new_code_cell("print('hello')", [], 1, {"runtimes": ["local"], "status": "ok"}))
+    j.close()
+    assert cli.main(["session", "list"]) == 0
+    assert "cli" in capsys.readouterr().out
+    assert cli.main(["session", "show", "cli"]) == 0
+    assert "print('hello')" in capsys.readouterr().out
+    assert cli.main(["session", "export", "cli", str(tmp_path / "cli.ipynb")]) == 0
+    nbformat.validate(nbformat.read(tmp_path / "cli.ipynb", as_version=4))
+    assert cli.main(["session", "show", "missing"]) == 2
+    assert capsys.readouterr().err.startswith("error: no session named 'missing'")
+    assert cli.main(["session", "replay", "cli", "-o", str(tmp_path / "r.ipynb")]) == 0
+    assert "hello" in (tmp_path / "r.ipynb").read_text()
