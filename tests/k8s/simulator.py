@@ -186,6 +186,7 @@ class Simulator:
         # balancers and API servers in front of real clusters do
         self.stream_idle_timeout = stream_idle_timeout
         self.pings = 0  # WebSocket pings received on port-forward streams
+        self.stream_log: list[tuple[float, str, int, str]] = []  # (monotonic, pod, port, event)
         self.token = secrets.token_urlsafe(24)
         self.user = "sim-user"
         self.denied: set[tuple[str, str, str]] = set()
@@ -846,6 +847,7 @@ class Simulator:
             return _status(400, "BadRequest", "pods/portforward needs a WebSocket upgrade (v4.channel.k8s.io)")
         await ws.prepare(request)
         self._streams.setdefault(key, set()).add(ws)
+        self.stream_log.append((time.monotonic(), key[1], ports[0], "open"))
         writers: dict[int, asyncio.StreamWriter] = {}
         pumps: list[asyncio.Task[Any]] = []
         try:
@@ -863,6 +865,7 @@ class Simulator:
                     await ws.send_bytes(bytes([2 * i + 1]) + err.encode())
                     return ws
                 writers[2 * i] = writer
+                self.stream_log.append((time.monotonic(), key[1], port, "connected"))
                 pumps.append(asyncio.ensure_future(_pump(reader, ws, 2 * i)))
             while True:
                 try:
@@ -889,6 +892,7 @@ class Simulator:
             for w in writers.values():
                 w.close()
             self._streams.get(key, set()).discard(ws)
+            self.stream_log.append((time.monotonic(), key[1], ports[0], "closed"))
             await ws.close()
         return ws
 
