@@ -373,7 +373,6 @@ def observation_from_pod(
     *,
     was_ready: bool,
     expected_restarts: int = 0,
-    deleting_by_us: bool = False,
     pod_label: str = "",
 ) -> Observation:
     """Map a pod (or its absence) and its events to a runtime state, with the reason to show.
@@ -384,8 +383,6 @@ def observation_from_pod(
     lost = RuntimeState.DEAD if was_ready else RuntimeState.FAILED
     log = format_events(events)
     if pod is None:
-        if deleting_by_us:
-            return Observation(RuntimeState.STOPPED, f"pod {pod_label} deleted", log_tail=log)
         return Observation(lost, f"pod {pod_label} was deleted outside airavata-magic", log_tail=log)
     meta, spec, status = pod.get("metadata", {}), pod.get("spec", {}), pod.get("status") or {}
     name = meta.get("name", pod_label)
@@ -398,7 +395,7 @@ def observation_from_pod(
     def obs(state: RuntimeState, reason: str) -> Observation:
         return Observation(state, reason, node=node, log_tail=log, ends_at=ends_at)
 
-    if meta.get("deletionTimestamp") and not deleting_by_us:
+    if meta.get("deletionTimestamp"):
         killing = _latest(events, "Killing")
         return obs(lost, f"pod {name} is being deleted outside airavata-magic" + (f" ({killing['message']})" if killing else ""))
     if phase == "Failed" and status.get("reason") == "DeadlineExceeded":
@@ -629,6 +626,17 @@ class KubernetesBackend(Backend):
         runtime.node = req.node
         runtime.backend_state = {"pod": req.name, "namespace": ns, "uid": pod["metadata"]["uid"], "restarts": 0}
 
+    def estimate_start(self, runtime: Runtime) -> float | None:
+        """Ask the API server to admit the pod without creating it (``dryRun=All``: validation,
+        quotas, pod security admission); refused means it can never start here. When it would
+        be scheduled is not knowable without the cluster's nodes and queue: None (unknown)."""
+        req = self.pod_request(runtime)
+        try:
+            self._call("CoreV1Api", "create_namespaced_pod", req.namespace, render_pod(req), dry_run="All")
+        except BackendError as e:
+            raise BackendError(f"the cluster would not accept this pod: {e}") from None
+        return None
+
     def _pods(self, namespace: str) -> dict[str, dict[str, Any]]:
         selector = f"{MANAGED_BY}=airavata-magic,{LABEL_OWNER}={label_value(self.owner)}"
         listing = self._call("CoreV1Api", "list_namespaced_pod", namespace, label_selector=selector)
@@ -706,7 +714,7 @@ class KubernetesBackend(Backend):
             raise BackendError(f"the pod of runtime {runtime.name!r} no longer exists; request it again")
         if (pod.get("status") or {}).get("phase") != "Running":
             return None
-        ns, name = pod["metadata"]["namespace"] if pod["metadata"].get("namespace") else self.namespace, pod["metadata"]["name"]
+        ns, name = pod["metadata"].get("namespace") or self.namespace, pod["metadata"]["name"]
         secret_name = next((v["secret"]["secretName"] for v in pod["spec"].get("volumes", [])
                             if v.get("name") == "kernel-connection" and v.get("secret")), name)
         secret = self._call("CoreV1Api", "read_namespaced_secret", secret_name, ns, missing_ok=True)

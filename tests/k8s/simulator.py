@@ -519,6 +519,8 @@ class Simulator:
             return _status(422, "Invalid", f'Pod "{name}" is invalid: spec.containers[0].image: Required value')
         meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=_now())
         pod["status"] = {"phase": "Pending", "qosClass": _qos(containers[0])}
+        if request.query.get("dryRun") == "All":
+            return web.json_response(pod, status=201)  # validated and admitted, not stored
         self.objects["pods"][(ns, name)] = pod
         self._emit("pods", "ADDED", pod)
         run = _PodRun((ns, name), meta["uid"], self.workdir / "pods" / meta["uid"])

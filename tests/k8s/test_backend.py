@@ -371,3 +371,13 @@ def _epoch(ts: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def test_estimate_start_asks_the_api_server_for_a_dry_run(sim_cluster, make_backend):
+    sim = sim_cluster.sim
+    b = make_backend(sim_cluster)
+    assert b.estimate_start(runtime("dry", gpus=1)) is None  # admitted; when it would run: unknown
+    assert sim.pods() == [] and ("POST", "/api/v1/namespaces/research/pods") in sim.requests
+    sim.deny("create", "pods")
+    with pytest.raises(BackendError, match="the cluster would not accept this pod: .*forbidden"):
+        b.estimate_start(runtime("dry"))
