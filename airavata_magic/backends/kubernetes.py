@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import yaml
@@ -513,7 +514,7 @@ class KubernetesBackend(Backend):
                 cfg = client.Configuration()
                 config.load_incluster_config(client_configuration=cfg)
                 ns_file = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-                default_ns = open(ns_file).read().strip() if os.path.exists(ns_file) else "default"
+                default_ns = Path(ns_file).read_text().strip() if os.path.exists(ns_file) else "default"
             else:
                 cfg_file = os.path.expanduser(kubeconfig) if kubeconfig else None
                 cfg = client.Configuration()
@@ -618,9 +619,13 @@ class KubernetesBackend(Backend):
             self._call("CoreV1Api", "delete_namespaced_secret", req.name, ns, missing_ok=True)
             raise
         # Tie the Secret to the pod so Kubernetes deletes it with the pod, whoever deletes it.
-        self._call("CoreV1Api", "patch_namespaced_secret", req.name, ns,
-                   {"metadata": {"ownerReferences": [owner_reference(pod)]}},
-                   _content_type="application/merge-patch+json")
+        try:
+            self._call("CoreV1Api", "patch_namespaced_secret", req.name, ns,
+                       {"metadata": {"ownerReferences": [owner_reference(pod)]}},
+                       _content_type="application/merge-patch+json")
+        except BackendError:
+            self._delete(ns, req.name, wait=False)  # no runtime record will point at them
+            raise
         runtime.job_id = req.name
         runtime.state = RuntimeState.QUEUED
         runtime.node = req.node
@@ -819,7 +824,7 @@ class KubernetesBackend(Backend):
 
     def authenticate(self) -> AuthResult:
         checks = [("create", "pods", ""), ("create", "pods", "portforward"), ("create", "secrets", ""),
-                  ("get", "secrets", ""), ("delete", "pods", ""), ("list", "events", "")]
+                  ("patch", "secrets", ""), ("get", "secrets", ""), ("delete", "pods", ""), ("list", "events", "")]
         try:
             ns = self.namespace
             missing = []

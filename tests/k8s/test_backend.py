@@ -81,6 +81,11 @@ def test_cpu_runtime_runs_a_cell_through_the_port_forward(cluster, make_backend)
     (secret,) = [s for s in cluster.secrets(b) if s["metadata"]["name"] == rt.job_id]
     assert json.loads(base64.b64decode(secret["data"]["connection.json"]))["key"] == key
     assert secret["metadata"]["ownerReferences"][0]["uid"] == pod["metadata"]["uid"]
+    if cluster.sim is not None:
+        # the kernel read its connection file from the read-only Secret volume and left it as is
+        mounted = cluster.sim.workdir / "pods" / pod["metadata"]["uid"] / "volumes" / "kernel-connection" / "connection.json"
+        assert mounted.read_bytes() == base64.b64decode(secret["data"]["connection.json"])
+        assert stat.S_IMODE(mounted.stat().st_mode) == 0o440
     conn_file = b.runtime_dir("cpu") / "connection.json"
     assert stat.S_IMODE(conn_file.stat().st_mode) == 0o600
     b.stop(rt)
@@ -340,6 +345,15 @@ def test_authenticate_says_which_permission_is_missing(cluster, make_backend):
     with pytest.raises(BackendError, match=r'pods is forbidden: User "sim-user" cannot create.*\(HTTP 403\); run %authenticate'):
         b.request(runtime("forbidden"))
     assert not sim.secrets()  # nothing left from the refused request
+    sim.denied.clear()
+    sim.deny("patch", "secrets")
+    assert "patch secrets" in b.authenticate().detail
+    with pytest.raises(BackendError, match="secrets is forbidden"):
+        b.request(runtime("unpatched"))
+    deadline = time.monotonic() + 10
+    while (sim.pods() or sim.secrets()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sim.pods() and not sim.secrets()  # the half-made runtime was removed
 
 
 def test_bad_credentials_and_unreachable_api_are_one_line(sim, make_backend, tmp_path, sim_cluster):
