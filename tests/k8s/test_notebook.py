@@ -84,6 +84,8 @@ def test_wait_ends_at_once_with_the_event_message(nb, sim):
     assert cell.status == "error" and time.monotonic() - t0 < 10
     assert "UsageError: runtime 'nope' failed: ErrImagePull" in cell.stderr
     assert 'Failed to pull image "registry.invalid/lab/kernel:1"' in cell.stderr  # the events, as log tail
+    live = (cell.of_type("update_display_data") or cell.of_type("display_data"))[-1]["data"]["text/plain"]
+    assert "state: failed" in live and "reason: ErrImagePull" in live and "Warning Failed: Error: ErrImagePull" in live
     nb.ok("%request_runtime many --resource lab-k8s --gpus 8")
     cell = nb.run("%wait_for_runtime many", timeout=60)
     assert cell.status == "error" and "Unschedulable: 0/2 nodes are available" in cell.stderr
