@@ -403,6 +403,12 @@ class Forward:
                 self._pairs.discard((sock, chan))
             _close_pair(sock, chan)
 
+    @property
+    def active_connections(self) -> int:
+        """How many connections this forward carries now (0 right after a drop, until the peer reconnects)."""
+        with self._lock:
+            return len(self._pairs)
+
     def close(self) -> None:
         """Stop listening and close every forwarded connection."""
         self._closed.set()

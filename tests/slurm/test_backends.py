@@ -144,14 +144,18 @@ def test_kernel_that_cannot_start_fails_within_10s_with_log_tail(hpc, started, t
     assert "/nonexistent/bin/python3" in obs.log_tail
 
 
-def _wait_reconnected(backend, before: int) -> None:
-    """The forwards come back by themselves (ZeroMQ reconnects to our listener, we reconnect SSH)
-    with no call from the test. A message written in the very instant of a drop is lost with the
-    TCP stream, as with any tunnel, so the cell is run once the drop has been noticed."""
+def _wait_reconnected(backend, s, before: int) -> None:
+    """The forwards come back by themselves: ZeroMQ reconnects to our listeners (same local ports)
+    and we reconnect SSH, with no call from the test. Then, as any client after a reconnect, wait
+    until iopub carries messages again (PUB drops what is published before SUB is back)."""
+    forwards = backend._tunnels[s.runtime.name].forwards
     deadline = time.monotonic() + 10
-    while backend.conn.connects == before and time.monotonic() < deadline:
+    while (backend.conn.connects == before or not all(f.active_connections for f in forwards)) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
     assert backend.conn.connects > before, "the forwards did not reconnect by themselves"
+    assert all(f.active_connections for f in forwards), "not every forward is back"
+    s.client.wait_for_ready(timeout=10)
 
 
 def test_dropped_ssh_connection_is_restored_under_a_live_kernel(hpc, started, slurm_testbed):
@@ -161,7 +165,7 @@ def test_dropped_ssh_connection_is_restored_under_a_live_kernel(hpc, started, sl
     assert execute(kc, "x = 41")[1] == "ok"
     before = hpc.conn.connects
     hpc.conn.transport().close()  # our side drops the link
-    _wait_reconnected(hpc, before)
+    _wait_reconnected(hpc, s, before)
     out, status, _ = execute(kc, "x += 1; print(x)")
     assert (status, out) == ("ok", "42\n")
     # The server side drops it: kill the sshd processes serving the test user (ours, by pid).
@@ -170,7 +174,7 @@ def test_dropped_ssh_connection_is_restored_under_a_live_kernel(hpc, started, sl
     before = hpc.conn.connects
     for pid in pids:
         os.kill(int(pid), signal.SIGKILL)
-    _wait_reconnected(hpc, before)
+    _wait_reconnected(hpc, s, before)
     out, status, _ = execute(kc, "x += 1; print(x)", timeout=60)
     assert (status, out) == ("ok", "43\n")
     assert hpc.conn.connects >= 3

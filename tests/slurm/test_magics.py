@@ -95,3 +95,20 @@ def test_refused_and_failing_jobs_are_one_line_with_the_reason(nb, slurm_testbed
     cell = nb.run("%wait_for_runtime dud --timeout 60")
     assert time.monotonic() - t0 < 12
     assert "failed" in cell.text and "could not start" in cell.text and "/nonexistent/python" in cell.text
+
+
+def test_cells_still_run_after_the_ssh_connection_drops(nb, slurm_testbed):
+    import os
+    import signal
+
+    nb.ok("%request_runtime hpc_cpu")
+    nb.ok("%wait_for_runtime hpc_cpu --timeout 60")
+    nb.ok("%%run_on hpc_cpu\nx = 1")
+    # Kill the sshd processes serving our connection (by pid): the link drops under the notebook.
+    pids = subprocess.run(["pgrep", "-u", slurm_testbed.user, "-f", "^sshd: "], capture_output=True, text=True).stdout.split()
+    assert pids
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    time.sleep(2)  # the forwards reconnect by themselves; nothing is called in the notebook
+    assert nb.ok("%%run_on hpc_cpu\nx += 1\nprint(x)", timeout=60).stdout == "2\n"
+    nb.ok("%stop_runtime hpc_cpu")
