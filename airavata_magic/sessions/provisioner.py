@@ -6,6 +6,11 @@ Selected by a kernelspec's ``metadata.kernel_provisioner`` (``airavata-magic ker
 jupyter_client the connection info. Tunnels and forwards (Slurm, ssh) live in the backend held by
 this provisioner, i.e. in the process that runs the KernelManager, for as long as the kernel does.
 Shutting the kernel down stops the runtime (scancel, pod deleted, local process ended).
+
+A restart stops the runtime and starts a fresh one from the preset, so the kernel's ports change,
+as with any remote provisioner: jupyter_server sees ``ports_changed`` and reconnects the browser;
+a plain jupyter_client user makes a new client (``km.client()``) after ``restart_kernel``.
+Interrupts are ``interrupt_request`` messages (the kernelspec sets ``interrupt_mode: message``).
 """
 from __future__ import annotations
 

@@ -266,10 +266,11 @@ class Recorder:
         for owner, idx in self._displays.get(did, []):
             outputs = owner.outputs if isinstance(owner, _Cell) else self.journal.cells[owner]["outputs"]
             if idx < len(outputs):
-                outputs[idx]["data"] = self.redactor._walk(content.get("data", {})) if not isinstance(owner, _Cell) \
-                    else content.get("data", {})
+                written = not isinstance(owner, _Cell)  # pending cells are redacted when written
+                data = content.get("data", {})
+                outputs[idx]["data"] = self.redactor.data(data) if written else data
                 outputs[idx]["metadata"] = content.get("metadata", {})
-                if not isinstance(owner, _Cell):
+                if written:
                     rewrite.add(owner)
         for index in rewrite:
             self.journal.replace(index, self.journal.cells[index])
@@ -287,6 +288,7 @@ class Recorder:
             msg_id = self._order.pop(0)
             del self._pending[msg_id]
             index = len(j.cells)
+            code = self.redactor.code(cell.code)  # first: values it assigns to secret names are learned
             outputs = [self.redactor.output(o) for o in cell.outputs]
             meta = {"runtimes": cell.runtimes, "status": cell.status, "started": round(cell.started, 3),
                     "duration": round(cell.duration, 6)}
@@ -294,7 +296,7 @@ class Recorder:
             for r in cell.runtimes:
                 if r not in used:
                     used.append(r)
-            j.append(journal.new_code_cell(self.redactor.code(cell.code), outputs, cell.execution_count, meta))
+            j.append(journal.new_code_cell(code, outputs, cell.execution_count, meta))
             for did, owners in self._displays.items():
                 self._displays[did] = [(index if o is cell else o, i) for o, i in owners]
 

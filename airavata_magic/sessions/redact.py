@@ -191,11 +191,15 @@ class Redactor:
         if kind == "stream":
             out["text"] = self.text(out.get("text", ""))
         elif kind in ("display_data", "execute_result", "update_display_data"):
-            out["data"] = {mime: self._data(mime, v) for mime, v in (out.get("data") or {}).items()}
+            out["data"] = self.data(out.get("data") or {})
         elif kind == "error":
             out["evalue"] = self.text(out.get("evalue", ""))
             out["traceback"] = [self.text(line) for line in out.get("traceback", [])]
         return out
+
+    def data(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Redact a MIME bundle (``display_data``/``update_display_data`` data)."""
+        return {mime: self._data(mime, v) for mime, v in (bundle or {}).items()}
 
     def _data(self, mime: str, value: Any) -> Any:
         if mime.startswith("image/") and mime != "image/svg+xml":

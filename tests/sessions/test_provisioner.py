@@ -126,3 +126,58 @@ def test_session_cli_list_show_export(tmp_path, magic_home, monkeypatch, capsys)
     assert capsys.readouterr().err.startswith("error: no session named 'missing'")
     assert cli.main(["session", "replay", "cli", "-o", str(tmp_path / "r.ipynb")]) == 0
     assert "hello" in (tmp_path / "r.ipynb").read_text()
+
+
+def test_jupyter_client_start_interrupt_restart_shutdown(tmp_path, magic_home, preset_env):
+    """What JupyterLab does with a kernelspec: start, interrupt a running cell, restart, shut down."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    from airavata_magic.sessions.kernelspec import write_spec
+
+    write_spec("lcpu", tmp_path / "ks" / "kernels")
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "ks" / "kernels")])
+    km = KernelManager(kernel_name="airavata-lcpu", kernel_spec_manager=ksm)
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+
+        def run(code: str, timeout: float = 30):
+            out: list[str] = []
+            reply = kc.execute_interactive(code, timeout=timeout, output_hook=lambda m: out.append(
+                m["content"].get("text") or m["content"].get("ename") or "") if m["msg_type"] in ("stream", "error") else None)
+            return reply["content"]["status"], "".join(out)
+
+        status, out = run("import os\nprint(os.getpid())")
+        first_pid = int(out)
+        name = next((magic_home / "runtimes").glob("lcpu-*.json")).stem
+        assert json.loads((magic_home / "runtimes" / f"{name}.json").read_text())["job_id"] == str(first_pid)
+
+        import threading
+        import time as _t
+
+        threading.Timer(1.0, km.interrupt_kernel).start()
+        t0 = _t.monotonic()
+        status, out = run("import time\ntime.sleep(30)")
+        assert status == "error" and "KeyboardInterrupt" in out and _t.monotonic() - t0 < 10
+        assert run("1 + 1")[0] == "ok"  # still usable
+
+        km.restart_kernel()
+        # A restart is a fresh runtime with new ports (as with any remote provisioner; jupyter_server
+        # notices ports_changed and reconnects the browser): clients connect again.
+        kc.stop_channels()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        status, out = run("import os\nprint(os.getpid())\nprint('x' in dir())")
+        second_pid = int(out.split()[0])
+        assert second_pid != first_pid and out.split()[1] == "False"  # a fresh kernel: variables gone
+        assert not Path(f"/proc/{first_pid}").exists() or "Z" in Path(f"/proc/{first_pid}/stat").read_text().split()[2]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    rec = json.loads((magic_home / "runtimes" / f"{name}.json").read_text())
+    assert rec["state"] in ("stopped", "dead") and rec["job_id"] == str(second_pid)
+    assert not Path(f"/proc/{second_pid}").exists() or "Z" in Path(f"/proc/{second_pid}/stat").read_text().split()[2]
