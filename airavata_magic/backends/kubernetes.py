@@ -61,13 +61,16 @@ DEFAULT_WALLTIME_MIN = 120
 # cleanly (exit 0: %restart_runtime, or ``exit()`` in a cell) is started again at once in the
 # same pod; any other exit ends the container, so the kubelet reports it (restart count, exit
 # code, OOMKilled) and a kernel that cannot start becomes CrashLoopBackOff. SIGTERM from a pod
-# deletion is passed on to the kernel, because PID 1 ignores it otherwise.
+# deletion is passed on to the kernel (PID 1 would ignore it otherwise). SIGINT is caught and
+# ignored: ipykernel interrupts a cell by signalling its whole process group, shell included,
+# and an interrupt must not end the shell (the inner loop waits again while the kernel lives).
 KERNEL_SCRIPT = (
-    'trap \'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM INT\n'
+    'trap \'stop=1; kill -TERM "$pid" 2>/dev/null\' TERM\n'
+    "trap : INT\n"
     "while :; do\n"
     '  "$0" -m ipykernel_launcher -f "$1" & pid=$!\n'
-    '  wait "$pid"; code=$?\n'
-    '  [ "$code" -eq 0 ] || exit "$code"\n'
+    '  while kill -0 "$pid" 2>/dev/null; do wait "$pid"; code=$?; done\n'
+    '  if [ -n "${stop:-}" ] || [ "$code" -ne 0 ]; then exit "$code"; fi\n'
     "done\n"
 )
 

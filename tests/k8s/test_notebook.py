@@ -104,3 +104,18 @@ def test_attach_after_the_notebook_kernel_restarts(nb, sim):
     cell = nb.ok("%restart_runtime gpu1", timeout=90)
     assert nb.run("%%run_on gpu1\nprint(model)").status == "error"  # a fresh kernel, same pod
     assert len(sim.pods()) == 1
+
+
+def test_interrupt_stops_the_remote_cell_and_keeps_the_kernel(nb, sim):
+    nb.ok("%request_runtime gpu1")
+    nb.ok("%wait_for_runtime gpu1")
+    nb.ok("%switch_runtime gpu1")
+    nb.ok("x = 5")
+    t0 = time.monotonic()
+    cell = nb.run("import time\ntime.sleep(60)", interrupt_after=1.0, timeout=30)
+    assert cell.status == "error" and cell.reply["ename"] == "KeyboardInterrupt"
+    assert time.monotonic() - t0 < 5
+    # ipykernel signals its whole process group; the pod's shell survives it and the kernel too
+    assert nb.ok("print(x)").stdout == "5\n"
+    status = sim.pods()[0]["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0 and "running" in status["state"]
