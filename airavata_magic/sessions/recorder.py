@@ -15,6 +15,8 @@ what JupyterLab or papermill sees, relayed remote output included. A cell is wri
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 import threading
 import time
 import uuid
@@ -80,6 +82,8 @@ class Recorder:
         self._current: str | None = None
         self._listener: _IOPubListener | None = None
         self._last_busy: str | None = None
+        self._lockfd: int | None = None
+        self._failed: str | None = None
         atexit.register(self.close)
 
     @property
@@ -101,17 +105,26 @@ class Recorder:
         path = self.store.path(name)
         cells: list[dict[str, Any]] = []
         meta = journal.new_metadata(name, _kernel_name(self.shell))
-        if path.exists():
-            if not append:
-                raise InvalidArgument(f"session {name!r} exists ({path}); add --append to continue it, "
-                                      "or choose another name")
-            old = journal.read_session(path)
-            cells, meta = old["cells"], old["metadata"]
-        listener = _IOPubListener(self._on_message)
-        listener.start_and_wait()
-        self._listener = listener
+        if path.exists() and not append:
+            raise InvalidArgument(f"session {name!r} exists ({path}); add --append to continue it, "
+                                  "or choose another name")
+        lock = _lock_session(path)  # one recording kernel per session file
+        try:
+            if path.exists():
+                old = journal.read_session(path)
+                cells, meta = old["cells"], old["metadata"]
+            listener = _IOPubListener(self._on_message, self._on_listener_error)
+            listener.start_and_wait()
+            try:
+                self.journal = journal.JournalFile(path, meta, cells)
+            except OSError as e:
+                listener.stop()
+                raise AiravataError(f"cannot write the session journal {path}: {e.strerror}") from None
+        except BaseException:
+            os.close(lock)
+            raise
+        self._listener, self._lockfd, self._failed = listener, lock, None
         self.redactor = Redactor()
-        self.journal = journal.JournalFile(path, meta, cells)
         self.name = name
         # The cell that ran `%session start` is in flight: its later messages are not recorded.
         return f"recording session {name!r} to {path}"
@@ -149,6 +162,9 @@ class Recorder:
             self._pending.clear()
             self._order.clear()
             self._displays.clear()
+            if self._lockfd is not None:
+                os.close(self._lockfd)  # releases the flock
+                self._lockfd = None
 
     # -- IPython events (main thread) ------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
@@ -168,6 +184,12 @@ class Recorder:
     def post_run_cell(self, result: Any) -> None:
         self._depth = max(0, self._depth - 1)
         if self._depth or not self.active:
+            return
+        if self._failed:
+            # Writing failed on the listener thread (disk full, file removed): say so once, stop.
+            name, why = self.name, self._failed
+            self.close()
+            print(f"airavata-magic: recording of session {name!r} stopped: {why}", file=sys.stderr, flush=True)
             return
         parent = self._current
         with self._lock:
@@ -205,6 +227,8 @@ class Recorder:
                 j.set_runtime(name, record)
 
     # -- iopub messages (listener thread) --------------------------------------------------------
+    def _on_listener_error(self, why: str) -> None:
+        self._failed = self._failed or why
     def _on_message(self, msg: dict[str, Any]) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
         kind = msg["header"]["msg_type"]
@@ -324,9 +348,10 @@ def _kernel_name(shell: Any) -> str:
 class _IOPubListener(threading.Thread):
     """A SUB socket on this kernel's own iopub, handing each message to ``on_message``."""
 
-    def __init__(self, on_message) -> None:
+    def __init__(self, on_message, on_error) -> None:
         super().__init__(name="airavata-session-iopub", daemon=True)
         self.on_message = on_message
+        self.on_error = on_error
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._error: str | None = None
@@ -394,11 +419,23 @@ class _IOPubListener(threading.Thread):
                         continue
                     try:
                         self.on_message(msg)
-                    except Exception as e:  # noqa: BLE001 - never let one bad message stop recording
-                        import sys
-
-                        print(f"airavata-magic: session recorder skipped a message: {type(e).__name__}: {e}",
-                              file=sys.__stderr__)
+                    except Exception as e:  # noqa: BLE001 - reported to the notebook by post_run_cell
+                        self.on_error(f"{type(e).__name__}: {e}")
         finally:
             sock.close(0)
             ctx.term()
+
+
+def _lock_session(path: Any) -> int:
+    """Hold an exclusive lock on ``.NAME.ipynb.lock`` while recording; refuse a second recorder."""
+    import fcntl
+
+    lock_path = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InvalidArgument(f"session {path.stem!r} is being recorded by another kernel; "
+                              "stop it there or choose another name") from None
+    return fd

@@ -166,3 +166,16 @@ def test_bad_session_arguments_are_one_line_usage_errors(notebook, tmp_path):
         assert cell.status == "error", line
         assert "UsageError" in cell.stderr and message in cell.stderr, (line, cell.stderr)
         assert "Traceback" not in cell.text, line
+
+
+def test_one_recorder_per_session(notebook_factory):
+    a, b = notebook_factory(), notebook_factory()
+    a.ok("%session start shared")
+    clash = b.run("%session start shared --append")
+    assert clash.status == "error" and "being recorded by another kernel" in clash.stderr
+    a.ok("x = 1")
+    a.ok("%session stop")
+    b.ok("%session start shared --append")  # free again once the first kernel stopped
+    b.ok("y = 2")
+    b.ok("%session stop")
+    assert "2" in b.ok("%session list").text
