@@ -30,7 +30,7 @@ from .. import profile as validators
 from ..errors import BackendError, InvalidArgument, TransportError
 from ..runtime import Observation, Runtime, RuntimeState
 from ..transport.ssh import Forward, SshConnection, SshTarget, connection_for, parse_jump, quote_argv
-from .base import AuthResult, Backend, ConnectionInfo
+from .base import AuthResult, Backend, ConnectionInfo, Resource
 
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 LOG_TAIL_BYTES = 2000
@@ -200,7 +200,7 @@ class RemoteKernelBackend(Backend):
     profile_keys = SSH_KEYS
     required_keys = ("host",)
 
-    def __init__(self, resource, runtime_dir) -> None:
+    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
         self.settings = resource.settings
         self.target = target_of(self.settings)
@@ -216,6 +216,7 @@ class RemoteKernelBackend(Backend):
         return connection_for(self.target)
 
     def run(self, command: str | list[str], stdin: bytes | str | None = None, timeout: float = 60) -> tuple[int, str, str]:
+        """Run a remote command on the shared connection (argv elements are quoted)."""
         return self.conn.run(command, stdin=stdin, timeout=timeout)
 
     def work_dir(self) -> str:
@@ -246,16 +247,19 @@ class RemoteKernelBackend(Backend):
         return self._launcher_path
 
     def new_run_dir(self, runtime: Runtime) -> str:
+        """A fresh run directory path for a runtime (created by the submit command)."""
         return f"{self.work_dir()}/runtimes/{run_dir_name(runtime.name)}"
 
     @staticmethod
     def rundir(runtime: Runtime) -> str:
+        """The runtime's remote run directory, as recorded at request time."""
         try:
             return runtime.backend_state["run_dir"]
         except KeyError:
             raise BackendError(f"runtime {runtime.name!r} has no run directory; request it again") from None
 
     def launcher_argv(self, runtime: Runtime, rundir: str, *extra: str) -> list[str]:
+        """The argv that starts the launcher for ``rundir`` (uploading the launcher if needed)."""
         return [self.python, self.ensure_launcher(), rundir, *extra]
 
     # -- kernel connection -----------------------------------------------------------------
@@ -335,6 +339,7 @@ class RemoteKernelBackend(Backend):
 
     # -- helpers for subclasses ------------------------------------------------------------
     def log_tail_command(self, runtime: Runtime) -> str:
+        """A shell command printing the end of the runtime's job log (nothing if absent)."""
         return f"tail -c {LOG_TAIL_BYTES} -- {shlex.quote(self.rundir(runtime) + '/job.log')} 2>/dev/null"
 
     @staticmethod

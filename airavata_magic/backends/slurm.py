@@ -12,11 +12,12 @@ import secrets
 import shlex
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .. import profile as validators
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
+from .base import Resource
 from .remote_kernel import SSH_KEYS, Backoff, RemoteKernelBackend, parse_sections, render_job_script, sbatch_options
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED",
@@ -80,7 +81,7 @@ class SlurmBackend(RemoteKernelBackend):
     # The manager's wait loop grows this itself; observe() answers from a cache while fresh.
     poll_interval = 0.15
 
-    def __init__(self, resource, runtime_dir) -> None:
+    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
         self._backoff = Backoff()
         self._observe_lock = threading.Lock()

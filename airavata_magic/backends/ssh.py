@@ -12,10 +12,11 @@ import secrets
 import shlex
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
+from .base import Resource
 from .remote_kernel import Backoff, RemoteKernelBackend, parse_sections, render_ssh_script
 
 _UNSUPPORTED = ("gpus", "partition", "account", "node", "image")
@@ -35,7 +36,7 @@ class SshBackend(RemoteKernelBackend):
     kind = "ssh"
     poll_interval = 0.15
 
-    def __init__(self, resource, runtime_dir) -> None:
+    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
         self._backoff = Backoff(cap=3.0)
         self._observe_lock = threading.Lock()

@@ -24,7 +24,6 @@ import shlex
 import socket
 import stat
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Callable, Sequence

@@ -1,7 +1,6 @@
 """The slurm and ssh backends against the real test bed: real sbatch over real SSH, real kernels."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from airavata_magic.backends.base import Resource
 from airavata_magic.backends.slurm import SlurmBackend
 from airavata_magic.backends.ssh import SshBackend
 from airavata_magic.errors import BackendError, InvalidArgument
-from airavata_magic.runtime import RuntimeState
+from airavata_magic.runtime import Runtime, RuntimeSpec, RuntimeState
 
 from .kernel_helpers import connect, execute, observe, request, wait_state
 
@@ -66,9 +65,6 @@ def test_gpu_runtime_sees_its_gres(hpc, started, gpus, expect):
 
 
 def test_impossible_gres_is_refused_at_submit_and_estimate(hpc):
-    from .kernel_helpers import Started  # noqa: F401
-    from airavata_magic.runtime import Runtime, RuntimeSpec
-
     rt = Runtime(name="toomany", resource="hpc", kind="slurm", spec=RuntimeSpec(gpus=3, partition="gpu"))
     with pytest.raises(BackendError, match="could not start here.*not available"):
         hpc.estimate_start(rt)
@@ -77,8 +73,6 @@ def test_impossible_gres_is_refused_at_submit_and_estimate(hpc):
 
 
 def test_estimate_start_uses_sbatch_test_only(hpc):
-    from airavata_magic.runtime import Runtime, RuntimeSpec
-
     rt = Runtime(name="est", resource="hpc", kind="slurm", spec=RuntimeSpec(gpus=1, partition="gpu"))
     est = hpc.estimate_start(rt)
     assert est is not None and 0 <= est < 60
@@ -102,7 +96,6 @@ def test_files_are_private_and_kernel_binds_loopback_on_the_node(hpc, started, s
     assert info["ip"] == "127.0.0.1" and len(info["key"]) == 64
     for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
         assert _listening(info[name]) == ["127.0.0.1"], name
-        assert s.info[name] != info[name] or True  # local forward ports are ours, remote ports the kernel's
     assert s.info["ip"] == "127.0.0.1" and s.info["key"] == info["key"]
 
 
@@ -194,14 +187,13 @@ def test_shell_metacharacters_reach_sbatch_intact_and_harmless(hpc, started, tmp
     kc = connect(s)
     assert execute(kc, "print(6 * 7)")[:2] == ("42\n", "ok")
     row = subprocess.run(["squeue", "-h", "-j", s.runtime.job_id, "-o", "%j|%a"], capture_output=True, text=True).stdout
-    assert row.strip() == f"{name}|{nasty}"[:len(row.strip())] and row.startswith(name + "|")
+    assert row.rstrip("\n") == f"{name}|{nasty}"
     assert s.runtime.backend_state["run_dir"].startswith(work_dir + "/runtimes/")
     assert os.stat(work_dir).st_mode & 0o777 == 0o700
     home = os.path.expanduser(f"~{slurm_testbed.user}")
     assert Path(f"{home}/setup-marker").read_text() == nasty
     with pytest.raises(BackendError) as e:
-        _variant(hpc, tmp_path, partition=nasty).request(request.__globals__["Runtime"](
-            name="p", resource="hpc", kind="slurm"))
+        _variant(hpc, tmp_path, partition=nasty).request(Runtime(name="p", resource="hpc", kind="slurm"))
     assert nasty in str(e.value)
     assert not os.path.exists(marker)
 
@@ -238,8 +230,6 @@ def test_ssh_runtime_killed_from_outside_is_dead(ws, started, slurm_testbed):
 
 
 def test_ssh_resource_refuses_scheduler_options(ws):
-    from airavata_magic.runtime import Runtime, RuntimeSpec
-
     with pytest.raises(InvalidArgument, match="no scheduler: --gpus, --partition"):
         ws.request(Runtime(name="g", resource="ws", kind="ssh", spec=RuntimeSpec(gpus=1, partition="gpu")))
 

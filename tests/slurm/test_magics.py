@@ -112,3 +112,14 @@ def test_cells_still_run_after_the_ssh_connection_drops(nb, slurm_testbed):
     time.sleep(2)  # the forwards reconnect by themselves; nothing is called in the notebook
     assert nb.ok("%%run_on hpc_cpu\nx += 1\nprint(x)", timeout=60).stdout == "2\n"
     nb.ok("%stop_runtime hpc_cpu")
+
+
+def test_interrupting_the_notebook_cell_interrupts_the_remote_one(nb):
+    nb.ok("%request_runtime hpc_cpu")
+    nb.ok("%wait_for_runtime hpc_cpu --timeout 60")
+    t0 = time.monotonic()
+    cell = nb.run("%%run_on hpc_cpu\nimport time\ntime.sleep(60)", interrupt_after=2, timeout=30)
+    assert time.monotonic() - t0 < 15
+    assert cell.status == "error" and "KeyboardInterrupt" in cell.text
+    assert nb.ok("%%run_on hpc_cpu\nprint('still here')").stdout == "still here\n"
+    nb.ok("%stop_runtime hpc_cpu")

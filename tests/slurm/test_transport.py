@@ -164,3 +164,24 @@ def test_forward_to_a_closed_port_closes_the_local_side(conn):
         assert conn.run(["true"])[0] == 0  # and the connection is unharmed
     finally:
         fwd.close()
+
+
+def test_ssh_agent_is_used_when_no_identity_file(target, tmp_path, monkeypatch):
+    """No identity_file: the key comes from a real ssh-agent (started here, stopped by pid)."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {"SSH_AUTH_SOCK": str(sock), "PATH": __import__("os").environ["PATH"]}
+        subprocess.run(["ssh-add", "-q", target.identity_file], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        c = SshConnection(dataclasses.replace(target, identity_file=None))
+        try:
+            assert c.run(["echo", "agent"])[1] == "agent\n"
+        finally:
+            c.close()
+    finally:
+        agent.terminate()
+        agent.wait(10)
