@@ -610,9 +610,15 @@ class KubernetesBackend(Backend):
         ns = req.namespace
         existing = self._call("CoreV1Api", "read_namespaced_pod", req.name, ns, missing_ok=True)
         if existing is not None:
-            phase = (existing.get("status") or {}).get("phase", "?")
-            raise BackendError(f"pod {req.name} for runtime {runtime.name!r} already exists ({phase}); "
-                               f"%attach_runtime {runtime.name} or %stop_runtime {runtime.name}")
+            # A pod that is going away, or that failed for good, is what is left of an earlier
+            # runtime of this name: replace it. A live one is somebody's kernel: refuse.
+            if existing["metadata"].get("deletionTimestamp") or \
+                    observation_from_pod(existing, [], was_ready=False).state.terminal:
+                self._delete(ns, req.name, wait=True)
+            else:
+                phase = (existing.get("status") or {}).get("phase", "?")
+                raise BackendError(f"pod {req.name} for runtime {runtime.name!r} already exists ({phase}); "
+                                   f"%attach_runtime {runtime.name} or %stop_runtime {runtime.name}")
         # A Secret left by a pod that is gone (e.g. a crash between the two creates) is stale.
         self._call("CoreV1Api", "delete_namespaced_secret", req.name, ns, missing_ok=True)
         self._call("CoreV1Api", "create_namespaced_secret", ns, render_secret(req, new_connection()))

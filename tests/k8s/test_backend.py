@@ -29,7 +29,10 @@ from .conftest import BROKEN_IMAGE, Cluster, runtime, started, wait_for
 def kernel(info: dict[str, Any]) -> Iterator[BlockingKernelClient]:
     kc = BlockingKernelClient()
     kc.load_connection_info(info)
-    kc.start_channels()
+    # no heartbeat channel: jupyter_client's gives up for good on a ping lost while the kernel
+    # is still binding its ports (the forward is open before the kernel listens); the relay
+    # retries kernel_info instead
+    kc.start_channels(hb=False)
     try:
         kc.wait_for_ready(timeout=60)
         yield kc
@@ -305,7 +308,8 @@ def test_restart_gives_a_fresh_kernel_in_the_same_pod(cluster, make_backend):
     pod = the_pod(cluster, b, rt)
     assert pod["metadata"]["uid"] == uid  # same allocation
     rt.state, rt.ready_at = RuntimeState.READY, time.time()
-    assert b.observe([rt])[rt.name].state == RuntimeState.STARTING  # a restart we asked for is no death
+    ob = b.observe([rt])[rt.name]
+    assert ob.state == RuntimeState.STARTING, f"{ob.reason}\n{ob.log_tail}"  # a restart we asked for is no death
     b.stop(rt)
 
 
@@ -395,3 +399,19 @@ def test_estimate_start_asks_the_api_server_for_a_dry_run(sim_cluster, make_back
     sim.deny("create", "pods")
     with pytest.raises(BackendError, match="the cluster would not accept this pod: .*forbidden"):
         b.estimate_start(runtime("dry"))
+
+
+def test_a_failed_pod_left_behind_is_replaced_by_a_new_request(sim_cluster, make_backend):
+    sim = sim_cluster.sim
+    b = make_backend(sim_cluster, image="registry.invalid/x:1")
+    rt = runtime("retry")
+    b.request(rt)
+    deadline = time.monotonic() + 10
+    while "ImagePullBackOff" not in json.dumps(sim.pods()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # nobody observed it: the failed pod is still there
+    b2 = make_backend(sim_cluster)  # the user fixed the image and asks again
+    again = runtime("retry")
+    b2.request(again)
+    assert again.job_id == rt.job_id and again.backend_state["uid"] != rt.backend_state["uid"]
+    started(b2, again)
+    b2.stop(again)
