@@ -359,20 +359,22 @@ class Backoff:
     seconds after), then longer and longer while nothing does. A queued job can wait for hours;
     one query per runtime per second would be rude to a shared login node."""
 
-    def __init__(self, first: float = 0.15, factor: float = 1.5, cap: float = 5.0, hold: float = 10.0) -> None:
+    def __init__(self, first: float = 0.15, factor: float = 1.5, cap: float = 5.0, hold: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.first, self.factor, self.cap, self.hold = first, factor, cap, hold
+        self.clock = clock
         self.interval = first
         self.at = 0.0
-        self.changed_at = time.monotonic()
+        self.changed_at = clock()
         self.key: Any = None
         self.value: Any = None
 
     def fresh(self, key: Any) -> bool:
         """Is the stored answer for ``key`` still good?"""
-        return key == self.key and time.monotonic() - self.at < self.interval
+        return key == self.key and self.clock() - self.at < self.interval
 
     def store(self, key: Any, value: Any) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if value != self.value or key != self.key:
             self.changed_at = now
         quiet = now - self.changed_at
@@ -380,4 +382,4 @@ class Backoff:
         self.key, self.value, self.at = key, value, now
 
     def reset(self) -> None:
-        self.key, self.interval, self.changed_at = None, self.first, time.monotonic()
+        self.key, self.interval, self.changed_at = None, self.first, self.clock()

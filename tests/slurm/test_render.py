@@ -174,3 +174,26 @@ def test_profile_rejects_bad_keys_with_file_line_key(bad, line, key):
         parse_profile("resources:\n" + bad, "p.yml")
     assert e.value.line == line and e.value.key == key, str(e.value)
     assert str(e.value).startswith(f"profile p.yml:{line} key '{key}'")
+
+
+def test_backoff_stays_short_while_things_change_then_grows_to_the_cap():
+    from airavata_magic.backends.remote_kernel import Backoff
+
+    clock = [100.0]
+    b = Backoff(first=0.2, factor=2.0, cap=1.0, hold=1.0, clock=lambda: clock[0])
+    b.store("k", "queued")
+    assert b.fresh("k") and not b.fresh("other")
+    clock[0] += 0.25
+    assert not b.fresh("k")  # 0.2 s while things are new
+    b.store("k", "queued")  # unchanged, but within `hold` of the last change: still 0.2
+    assert b.interval == 0.2
+    clock[0] += 1.0
+    intervals = []
+    for _ in range(4):
+        b.store("k", "queued")
+        intervals.append(b.interval)
+    assert intervals == [0.4, 0.8, 1.0, 1.0]
+    b.store("k", "running")  # a change: short again
+    assert b.interval == 0.2
+    b.reset()
+    assert not b.fresh("k")
