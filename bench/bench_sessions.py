@@ -4,6 +4,8 @@
    (redaction + one append to the notebook file) versus the baseline of rewriting the whole
    notebook atomically after each cell (nbformat.write to a temp file + rename).
    Goal: <= 2 ms per cell, and cell 1000 <= 2x cell 10.
+   Also end to end: a printing cell in a real notebook kernel at cell 10 and 1000, recording on
+   versus the same kernel with no session (everything the user waits for, listener included).
 2. papermill replay of an exported 100-cell session (as ``airavata-magic session replay`` runs it:
    papermill without its save-before-and-after-every-cell) versus nbclient executing the same
    100 cells directly (goal: <= 1.2x). Papermill's default, for reference, is printed too.
@@ -109,6 +111,70 @@ def bench_journal(repeats: int) -> None:
     print(f"cell 1000 / cell 10 (ours): {med[1000] / med[10]:.2f}x   (goal <= 2x; each <= 2 ms)")
 
 
+def _kernel():
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.kernel_spec.argv[0] = sys.executable
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    return km, kc
+
+
+def _cell(kc, code: str) -> float:
+    """Seconds until both execute_reply and idle of one cell arrived (as a frontend sees it)."""
+    t = time.perf_counter()
+    msg_id = kc.execute(code)
+    reply = idle = False
+    while not (reply and idle):
+        if not reply:
+            try:
+                r = kc.get_shell_msg(timeout=0.0005)
+                reply = r["parent_header"].get("msg_id") == msg_id
+            except Exception:  # noqa: BLE001 - queue.Empty
+                pass
+        try:
+            m = kc.get_iopub_msg(timeout=0.0005)
+            if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "status" \
+                    and m["content"]["execution_state"] == "idle":
+                idle = True
+        except Exception:  # noqa: BLE001 - queue.Empty
+            pass
+    return time.perf_counter() - t
+
+
+def bench_end_to_end(n_cells: int = 1000) -> None:
+    """Two real notebook kernels side by side, one recording a session, one not; each printing
+    cell runs on both in turn, so both see the same machine load (this machine is shared)."""
+    probes = (10, n_cells)
+    with tempfile.TemporaryDirectory() as d:
+        os.environ["AIRAVATA_MAGIC_HOME"] = str(Path(d) / "home")
+        kernels = {"recording": _kernel(), "baseline": _kernel()}
+        try:
+            for _, kc in kernels.values():
+                _cell(kc, "%load_ext airavata_magic")
+            _cell(kernels["recording"][1], "%session start e2e")
+            times = {mode: {p: [] for p in probes} for mode in kernels}
+            for i in range(1, n_cells + 5):
+                for mode, (_, kc) in kernels.items():
+                    dt = _cell(kc, f"print({i})")
+                    for p in probes:
+                        if abs(i - p) <= 4:
+                            times[mode][p].append(dt)
+            _cell(kernels["recording"][1], "%session stop")
+        finally:
+            for km, kc in kernels.values():
+                kc.stop_channels()
+                km.shutdown_kernel(now=True)
+    print("end to end, a printing cell in a real notebook kernel (ms, median of 9 cells around each probe)")
+    print(f"{'cell':>6} {'recording':>10} {'baseline':>9} {'ratio':>6}")
+    for p in probes:
+        r, b = statistics.median(times["recording"][p]), statistics.median(times["baseline"][p])
+        print(f"{p:>6} {r * 1e3:10.2f} {b * 1e3:9.2f} {r / b:6.2f}")
+
+
 def _session_nb(n: int) -> dict:
     meta = journal.new_metadata("replay")
     cells = [journal.new_code_cell(f"x{i} = {i} * 2\nprint('cell', {i}, x{i})", [], i,
@@ -158,6 +224,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     bench_journal(a.repeats)
+    print()
+    bench_end_to_end()
     print()
     bench_replay(a.repeats)
 
