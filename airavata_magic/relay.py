@@ -28,6 +28,7 @@ class OutputSink(Protocol):
     """Where a relayed cell's output goes."""
 
     def stream(self, label: str | None, name: str, text: str) -> None: ...
+    def stream_packed(self, label: str | None, packed: bytes, unpack: Callable[[bytes], Any]) -> None: ...
     def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None: ...
     def clear_output(self, label: str | None, wait: bool) -> None: ...
     def input(self, label: str | None, prompt: str, password: bool) -> str: ...
@@ -123,9 +124,14 @@ class KernelLink:
     def send_shutdown_request(self, restart: bool = False) -> None:
         self.session.send(self.control, self.session.msg("shutdown_request", {"restart": restart}))
 
-    def recv(self, socket: zmq.Socket) -> dict[str, Any]:
+    def recv(self, socket: zmq.Socket, content: bool = True) -> dict[str, Any]:
+        """One verified (HMAC) message. With ``content=False`` the content stays packed bytes,
+        so large stream output can be passed on without decoding and re-encoding it."""
         _idents, parts = self.session.feed_identities(socket.recv_multipart(copy=False), copy=False)
-        return self.session.deserialize(parts, content=True, copy=False)
+        msg = self.session.deserialize(parts, content=content, copy=False)
+        if not content and not isinstance(msg["content"], (bytes, dict)):
+            msg["content"] = bytes(msg["content"])
+        return msg
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         """Wait until the kernel answers ``kernel_info`` AND its iopub reaches us.
@@ -188,8 +194,15 @@ class _Execution:
         t, c = msg["msg_type"], msg["content"]
         label = self.link.label
         if t == "stream":
-            self.sink.stream(label, c.get("name", "stdout"), c.get("text", ""))
-        elif t in ("display_data", "update_display_data"):
+            # Streams are most of the bytes: hand them on still packed (see NotebookSink).
+            if isinstance(c, bytes):
+                self.sink.stream_packed(label, c, self.link.session.unpack)
+            else:
+                self.sink.stream(label, c.get("name", "stdout"), c.get("text", ""))
+            return
+        if isinstance(c, bytes):
+            c = self.link.session.unpack(c)
+        if t in ("display_data", "update_display_data"):
             self.sink.display(label, t, c)
         elif t == "execute_result":
             self.outcome.result = c
@@ -276,7 +289,7 @@ def run_cell(
                 if name == "hb":
                     run.link.heartbeat_received(now)
                     continue
-                msg = run.link.recv(sock)
+                msg = run.link.recv(sock, content=name != "iopub")
                 getattr(run, f"on_{name}")(msg)
             for run in runs:
                 if not run.done:
@@ -310,6 +323,35 @@ class NotebookSink:
     def __init__(self, labelled: bool = False) -> None:
         self.labelled = labelled
         self._line_start: dict[tuple[str | None, str], bool] = {}
+        self._kernel = self._notebook_kernel()
+
+    @staticmethod
+    def _notebook_kernel() -> Any:
+        """The ipykernel running this notebook, if any (None in a terminal IPython)."""
+        try:
+            from IPython import get_ipython
+
+            kernel = getattr(get_ipython(), "kernel", None)
+        except ImportError:
+            return None
+        if kernel is None or not all(hasattr(kernel, a) for a in ("session", "iopub_socket", "get_parent")):
+            return None
+        return kernel
+
+    def stream_packed(self, label: str | None, packed: bytes, unpack: Callable[[bytes], Any]) -> None:
+        """Forward a remote stream message's packed content as this kernel's own stream output.
+
+        Jupyter's Session accepts already-packed content for relays; it is re-signed with this
+        kernel's key and parent. Local stdout/stderr are flushed first so order is kept.
+        """
+        if self.labelled or self._kernel is None:
+            c = unpack(packed)
+            self.stream(label, c.get("name", "stdout"), c.get("text", ""))
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        k = self._kernel
+        k.session.send(k.iopub_socket, "stream", content=packed, parent=k.get_parent("shell"), ident=b"stream")
 
     def stream(self, label: str | None, name: str, text: str) -> None:
         out = sys.stderr if name == "stderr" else sys.stdout
