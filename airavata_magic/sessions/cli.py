@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-from ..errors import AiravataError, InvalidArgument
+from ..errors import InvalidArgument
 
 
 def _print_table(table, empty: str) -> None:
@@ -179,4 +179,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_kernelspec_install)
 
 
-__all__ = ["register", "AiravataError"]
+__all__ = ["register"]

@@ -89,12 +89,17 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         if cwd:
             argv += ["--cwd", cwd]
         t0 = time.monotonic()
+        proc = subprocess.Popen(argv, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
         try:
-            proc = subprocess.run(argv, env=child_env, capture_output=True, text=True, timeout=timeout,
-                                  stdin=subprocess.DEVNULL)
-            rc, stderr = proc.returncode, proc.stderr
+            _, stderr = proc.communicate(timeout=timeout)
+            rc = proc.returncode
         except subprocess.TimeoutExpired:
+            _end(proc)
             rc, stderr = -1, f"timed out after {timeout:g} s"
+        except BaseException:  # KeyboardInterrupt: let papermill shut its kernel down first
+            _end(proc)
+            raise
         duration = time.monotonic() - t0
     finally:
         if isolate:
@@ -111,6 +116,21 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         error = lines[-1] if lines else f"papermill exited with code {rc}"
     status = "ok" if rc == 0 and not error else "failed"
     return RunResult(str(output), status, duration, error if status != "ok" else "", recorded_values(nb) if nb else {})
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """SIGINT (papermill then shuts its kernel down), then terminate, then kill, with short waits."""
+    import signal
+
+    for step in (lambda: proc.send_signal(signal.SIGINT), proc.terminate, proc.kill):
+        try:
+            step()
+            proc.communicate(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
 
 
 def _stop_leftovers(home: Path) -> None:

@@ -138,3 +138,25 @@ def test_sweep_rejects_bad_grids_before_running(tmp_path, magic_home, monkeypatc
     assert not (tmp_path / "never").exists()
     with pytest.raises(InvalidArgument, match="--parallel 0"):
         sweep.sweep("g", str(tmp_path / "grid.yml"), parallel=0)
+
+
+def test_a_run_that_times_out_is_ended_with_its_kernel(tmp_path, magic_home, monkeypatch):
+    monkeypatch.setenv("AIRAVATA_MAGIC_HOME", str(magic_home))
+    pidfile = tmp_path / "kernel.pid"
+    _write_session(magic_home, "slow", ["n = 1", f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+                                               "time.sleep(120)"])
+    (tmp_path / "spec.yml").write_text("inputs:\n  n: {type: int, default: 1}\n")
+    from airavata_magic.sessions import templates
+
+    templates.add("slow", "slow", str(tmp_path / "spec.yml"))
+    import time
+
+    t0 = time.monotonic()
+    r = templates.run("slow", output=str(tmp_path / "o.ipynb"), timeout=8)
+    assert r.status == "failed" and "timed out after 8 s" in r.error
+    assert time.monotonic() - t0 < 40
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+        assert time.monotonic() < deadline, "the papermill kernel outlived its run"
+        time.sleep(0.2)
