@@ -179,3 +179,19 @@ def test_one_recorder_per_session(notebook_factory):
     b.ok("y = 2")
     b.ok("%session stop")
     assert "2" in b.ok("%session list").text
+
+
+def test_session_load_reads_a_needed_secret_from_the_environment_and_says_so(notebook_factory, magic_home):
+    nb = notebook_factory()
+    nb.ok("%session start withsecret")
+    nb.ok("api_key = 'planted-load-7777'\nprint('key length', len(api_key))")
+    nb.ok("%session stop")
+    assert "planted-load-7777" not in (magic_home / "sessions" / "withsecret.ipynb").read_text()
+    nb2 = notebook_factory(env={"AIRAVATA_SECRET_API_KEY": "from-env-123"})
+    cell = nb2.ok("%session load withsecret")
+    assert "key length 12" in cell.stdout
+    assert "secret 'api_key': read from $AIRAVATA_SECRET_API_KEY" in cell.stderr
+    assert "from-env-123" not in cell.text
+    nb3 = notebook_factory()
+    cell = nb3.run("%session load withsecret", stdin=["typed-secret"])
+    assert cell.status == "ok" and "key length 12" in cell.stdout and "secret 'api_key': asked for" in cell.stderr
