@@ -480,6 +480,8 @@ class KubernetesBackend(Backend):
     poll_interval = 0.5
     # seconds for any one API call; a cluster that does not answer is an error, not a hang
     request_timeout: float = 15.0
+    # seconds between pod checks while a cell runs (kernel_alive)
+    alive_interval: float = 2.0
 
     def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
@@ -489,6 +491,7 @@ class KubernetesBackend(Backend):
         self._client: Any = None
         self._namespace: str | None = None
         self._forwards: dict[str, Any] = {}  # runtime name -> PodPortForward
+        self._alive: dict[str, tuple[float, bool]] = {}  # runtime name -> (checked at, alive)
 
     # -- API plumbing ------------------------------------------------------------------------
     @property
@@ -698,6 +701,32 @@ class KubernetesBackend(Backend):
                     self._delete(ns, name, wait=False)
                 out[rt.name] = ob
         return out
+
+    def kernel_alive(self, runtime: Runtime) -> bool | None:
+        """Is the kernel that answered still the one running? Asked about every poll of a
+        running cell, answered from the API at most every ``alive_interval`` seconds.
+
+        Needed because the heartbeat cannot tell: when a kernel is killed (OOM) the kubelet
+        restarts its container within a second, on the same ports, and the new kernel answers
+        the heartbeat while the cell waits forever for a reply from the old one.
+        """
+        now = time.monotonic()
+        checked = self._alive.get(runtime.name)
+        if checked is not None and now - checked[0] < self.alive_interval:
+            return checked[1]
+        ns = runtime.backend_state.get("namespace") or self.namespace
+        name = runtime.backend_state.get("pod") or pod_name(runtime.name, self.owner)
+        try:
+            pod = self._call("CoreV1Api", "read_namespaced_pod", name, ns, missing_ok=True)
+        except BackendError:
+            return None  # the API is away: the heartbeat decides
+        if pod is not None and runtime.backend_state.get("uid") not in (None, pod["metadata"].get("uid")):
+            pod = None
+        ob = observation_from_pod(pod, [], was_ready=True,
+                                  expected_restarts=int(runtime.backend_state.get("restarts", 0)), pod_label=name)
+        alive = not ob.state.terminal
+        self._alive[runtime.name] = (now, alive)
+        return alive
 
     def _find_pod(self, runtime: Runtime) -> dict[str, Any] | None:
         """The runtime's pod: by name from the record, else by its labels (attach)."""

@@ -119,3 +119,20 @@ def test_interrupt_stops_the_remote_cell_and_keeps_the_kernel(nb, sim):
     assert nb.ok("print(x)").stdout == "5\n"
     status = sim.pods()[0]["status"]["containerStatuses"][0]
     assert status["restartCount"] == 0 and "running" in status["state"]
+
+
+def test_a_kernel_killed_during_a_cell_ends_it_within_seconds(nb, sim):
+    """The kubelet restarts a killed kernel's container within a second, on the same ports, so
+    the heartbeat keeps being answered: the backend's pod check must end the cell."""
+    import threading
+
+    nb.ok("%request_runtime gpu1")
+    nb.ok("%wait_for_runtime gpu1")
+    name = sim.pods()[0]["metadata"]["name"]
+    threading.Timer(1.0, sim.oom_kill, args=(name,)).start()
+    t0 = time.monotonic()
+    cell = nb.run("%%run_on gpu1\nimport time\ntime.sleep(60)", timeout=40)
+    assert cell.status == "error" and time.monotonic() - t0 < 10
+    assert "gpu1" in cell.stderr and "dead" in cell.stderr
+    table = nb.ok("%%run_on local\nprint(get_ipython().run_line_magic('runtimes', '').to_string())").stdout
+    assert "dead" in table
