@@ -207,7 +207,9 @@ class RuntimeMagics(Magics):
 
             def update(rt: Runtime, elapsed: float) -> None:
                 nonlocal handle
-                bundle = _status_bundle(rt, elapsed)
+                obs = self.manager.last_observation.get(rt.name)
+                tail = "\n".join((obs.log_tail if obs else "").splitlines()[-6:])
+                bundle = _status_bundle(rt, elapsed, tail)
                 if handle is None:
                     handle = display(bundle, raw=True, display_id=True)
                 else:

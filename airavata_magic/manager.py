@@ -42,6 +42,8 @@ class RuntimeManager:
         self._backends: dict[tuple[str | None, str], Backend] = {}
         self._links: dict[str, KernelLink] = {}
         self._warned: dict[str, set[int]] = {}
+        #: the latest Observation of each runtime seen by this process (log tail, events)
+        self.last_observation: dict[str, Observation] = {}
         self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
 
     # -- backends ----------------------------------------------------------------------------
@@ -63,15 +65,21 @@ class RuntimeManager:
 
     # -- request -------------------------------------------------------------------------------
     def request(self, name: str, *, file: str | None = None, resource: str | None = None,
-                use: str | None = None, overrides: dict[str, Any] | None = None) -> tuple[Runtime, str]:
-        """Submit a runtime and return at once with its record and a one-line message."""
+                use: str | None = None, overrides: dict[str, Any] | None = None,
+                preset: str | None = None) -> tuple[Runtime, str]:
+        """Submit a runtime and return at once with its record and a one-line message.
+
+        NAME's settings come from the preset of that name (or from ``preset`` when given, e.g.
+        one fresh runtime per kernel), then from ``resource``/``use`` and ``overrides``."""
         validate_name(name)
         if name == LOCAL:
             raise InvalidArgument("'local' is the notebook's own kernel; give the new runtime another name")
         if resource and use:
             raise InvalidArgument("give either --resource or --use, not both")
         prof = profiles.load_profile(file)
-        preset = prof.presets.get(name)
+        if preset is not None and preset not in prof.presets:
+            raise InvalidArgument(f"no preset {preset!r} in {prof.path or 'the profile (no file found)'}")
+        preset = prof.presets.get(preset or name)
         spec = preset.spec if preset else RuntimeSpec()
         spec = spec.merged(RuntimeSpec.from_values({k: v for k, v in (overrides or {}).items() if v is not None}))
         candidates: list[str]
@@ -129,7 +137,9 @@ class RuntimeManager:
             except AiravataError as e:
                 notes.append(f"{cand}: cannot start ({e})")
                 continue
-            notes.append(f"{cand}: starts in ~{est:.0f} s" if est is not None else f"{cand}: start time unknown")
+            why = backend.estimate_reason(rt) if est is not None else ""
+            notes.append((f"{cand}: starts in ~{est:.0f} s" if est is not None else f"{cand}: start time unknown")
+                         + (f" [{why}]" if why else ""))
             estimates.append((est if est is not None else float("inf"), i, cand, rt, backend))
         if not estimates:
             raise RuntimeUnavailable("no resource in --use can run this runtime: " + "; ".join(notes))
@@ -145,6 +155,7 @@ class RuntimeManager:
         return self.store.load(name)
 
     def _apply(self, rt: Runtime, obs: Observation) -> None:
+        self.last_observation[rt.name] = obs
         if not (rt.state == RuntimeState.READY and obs.state == RuntimeState.STARTING):
             rt.state = obs.state
         rt.reason = obs.reason
@@ -329,6 +340,10 @@ class RuntimeManager:
     def _mark_dead(self, names: list[str], reason: str) -> None:
         self._mark(names, RuntimeState.DEAD, reason)
 
+    def release_link(self, name: str) -> None:
+        """Close this process's own connection to a runtime; the runtime and its tunnels stay."""
+        self._drop_link(name)
+
     def _drop_link(self, name: str) -> None:
         link = self._links.pop(name, None)
         if link is not None:
@@ -355,11 +370,10 @@ class RuntimeManager:
     def stop(self, name: str) -> str:
         rt = self.get(name)
         msg = f"runtime {name!r} stopped"
-        if not rt.state.terminal or rt.state == RuntimeState.DEAD:
-            try:
-                self.backend_for(rt).stop(rt)
-            except RuntimeUnavailable:
-                pass
+        try:  # also for terminal states: a failed pod or a dead kernel's job may still exist
+            self.backend_for(rt).stop(rt)
+        except RuntimeUnavailable:
+            pass
         self._drop_link(name)
         if not rt.state.terminal:
             rt.state, rt.reason = RuntimeState.STOPPED, "stopped by the user"
@@ -430,7 +444,8 @@ class RuntimeManager:
             probe = {
                 "kernel host": "__import__('socket').gethostname()",
                 "kernel python": "__import__('sys').version.split()[0]",
-                "GPUs seen": "__import__('os').environ.get('CUDA_VISIBLE_DEVICES') or 'none'",
+                "GPUs seen": "__import__('os').environ.get('CUDA_VISIBLE_DEVICES') "
+                             "or __import__('os').environ.get('NVIDIA_VISIBLE_DEVICES') or 'none'",
             }
             from .relay import NotebookSink
 

@@ -16,11 +16,12 @@ from typing import Any, Callable, Protocol
 
 import zmq
 from jupyter_client.session import Session
+from zmq.utils.monitor import recv_monitor_message
 
 from .errors import KernelDied
 
 HEARTBEAT_INTERVAL = 1.0  # seconds between pings while a cell runs
-HEARTBEAT_TIMEOUT = 3.0  # no pong for this long = the kernel (or its tunnel) is gone
+HEARTBEAT_TIMEOUT = 3.5  # no pong for this long = the kernel (or its tunnel) is gone
 POLL_MS = 250  # longest wait on the sockets before checking heartbeat, walltime and liveness
 
 
@@ -66,8 +67,13 @@ class KernelLink:
         self.shell = self._socket(zmq.DEALER, "shell_port", ident)
         self.stdin = self._socket(zmq.DEALER, "stdin_port", ident)
         self.control = self._socket(zmq.DEALER, "control_port", None)
-        self.iopub = self._socket(zmq.SUB, "iopub_port", None)
+        self.iopub = self._ctx.socket(zmq.SUB)
+        self.iopub.linger = 0
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
+        # Watch iopub's connection before connecting, so a later reconnect can be told apart.
+        self._iopub_monitor = self.iopub.get_monitor_socket(zmq.EVENT_CONNECTED)
+        self._iopub_connects = 0
+        self.iopub.connect(self._url("iopub_port"))
         self._hb: zmq.Socket | None = None
         self._hb_sent_at: float | None = None
         self._hb_ok_at = time.monotonic()
@@ -90,24 +96,48 @@ class KernelLink:
     # -- heartbeat -----------------------------------------------------------------------------
     def _hb_socket(self) -> zmq.Socket:
         if self._hb is None:
-            self._hb = self._socket(zmq.REQ, "hb_port", None)
+            s = self._ctx.socket(zmq.REQ)
+            s.linger = 0
+            # A ping lost with a dropped tunnel must not wedge the REQ socket: allow a new ping
+            # before the old pong, and drop pongs that answer an older ping.
+            s.setsockopt(zmq.REQ_RELAXED, 1)
+            s.setsockopt(zmq.REQ_CORRELATE, 1)
+            s.connect(self._url("hb_port"))
+            self._hb = s
         return self._hb
 
+    def heartbeat_start(self, now: float) -> None:
+        """A cell starts: ping at once; the death clock starts now."""
+        self._hb_ok_at = now
+        self._hb_socket().send(b"ping")
+        self._hb_sent_at = now
+
     def heartbeat_tick(self, now: float) -> None:
-        """Send a ping when due; raise ``KernelDied`` when the last one went unanswered too long."""
-        if self._hb_sent_at is None:
-            if now - self._hb_ok_at >= HEARTBEAT_INTERVAL:
-                self._hb_socket().send(b"ping")
-                self._hb_sent_at = now
-        elif now - self._hb_sent_at > HEARTBEAT_TIMEOUT:
+        """Ping every HEARTBEAT_INTERVAL; raise ``KernelDied`` when no pong came for HEARTBEAT_TIMEOUT."""
+        if now - self._hb_ok_at > HEARTBEAT_TIMEOUT:
             raise KernelDied(f"the kernel{self._of()} stopped answering its heartbeat for {HEARTBEAT_TIMEOUT:.0f} s",
                              self.label)
+        if self._hb_sent_at is None or now - self._hb_sent_at >= HEARTBEAT_INTERVAL:
+            self._hb_socket().send(b"ping")
+            self._hb_sent_at = now
 
     def heartbeat_received(self, now: float) -> None:
         assert self._hb is not None
         self._hb.recv()
-        self._hb_sent_at = None
         self._hb_ok_at = now
+
+    def reconnected(self) -> bool:
+        """True once after iopub's TCP connection was re-established (e.g. a tunnel came back).
+
+        A SUB socket re-subscribes by itself, but output published before the subscription
+        arrives is lost, so the caller re-runs the start-up handshake first."""
+        seen = False
+        while self._iopub_monitor.poll(0):
+            event = recv_monitor_message(self._iopub_monitor)
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self._iopub_connects += 1
+                seen = self._iopub_connects > 1
+        return seen
 
     def _of(self) -> str:
         return f" of runtime {self.label!r}" if self.label else ""
@@ -164,13 +194,18 @@ class KernelLink:
                 iopub_seen = True
             if reply is not None and iopub_seen:
                 self._hb_ok_at = time.monotonic()
+                self.reconnected()  # consume connect events seen so far
                 return reply
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        for s in (self.shell, self.stdin, self.control, self.iopub, self._hb):
+        try:
+            self.iopub.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        for s in (self._iopub_monitor, self.shell, self.stdin, self.control, self.iopub, self._hb):
             if s is not None:
                 s.close(linger=0)
 
@@ -265,6 +300,9 @@ def run_cell(
         "allow_stdin": allow_stdin,
         "stop_on_error": True,
     }
+    for link in links:
+        if link.reconnected():
+            link.wait_ready(timeout=HEARTBEAT_TIMEOUT * 3)
     runs = [_Execution(link, sink, link.send_shell("execute_request", content)) for link in links]
     poller = zmq.Poller()
     by_socket: dict[Any, tuple[_Execution, str]] = {}
@@ -276,8 +314,7 @@ def run_cell(
         hb = run.link._hb_socket()
         poller.register(hb, zmq.POLLIN)
         by_socket[hb] = (run, "hb")
-        run.link._hb_ok_at = time.monotonic() - HEARTBEAT_INTERVAL  # first ping right away
-        run.link._hb_sent_at = None
+        run.link.heartbeat_start(time.monotonic())
     interrupted_at: float | None = None
     last_tick = time.monotonic()
     while not all(r.done for r in runs):

@@ -112,6 +112,10 @@ class Backend(abc.ABC):
         Raises ``BackendError`` when it could never start here."""
         return 0.0
 
+    def estimate_reason(self, runtime: Runtime) -> str:
+        """A short "why" for the last ``estimate_start`` (e.g. sbatch --test-only's answer)."""
+        return ""
+
     def kernel_alive(self, runtime: Runtime) -> bool | None:
         """A cheap local liveness check (e.g. a pid), or None when only the heartbeat can tell."""
         return None
