@@ -8,7 +8,13 @@ each channel from the server starts with the port number (2 bytes, little endian
 Why one stream per connection: when a stream drops (API servers and load balancers cut them
 after minutes), only that connection closes; ZeroMQ reconnects to the same local port at once,
 which opens a fresh stream. So the local ports never change and a ``KernelLink`` using them
-keeps working with no help. Idle streams are kept open with WebSocket pings; the sockets have
+keeps working with no help.
+
+A new stream is only joined to its local connection once the pod's side has spoken: ZeroMQ
+peers send their greeting at once, so the first data frame says the kernel accepted, and an
+error frame says it did not (not listening yet: starting or restarting). Until then the local
+client's bytes stay unread in its socket, and a refused stream is retried with back-off; so a
+request sent while the kernel is still binding its ports is delivered, not lost. Idle streams are kept open with WebSocket pings; the sockets have
 TCP_NODELAY (no Nagle delay on small kernel messages) and TCP keepalive.
 """
 from __future__ import annotations
@@ -42,7 +48,11 @@ class PodPortForward:
     #: seconds between WebSocket pings on each open stream
     keepalive: float = 20.0
     #: longest pause between attempts while streams cannot be opened (pod restarting, API away)
-    max_backoff: float = 2.0
+    max_backoff: float = 1.0
+    #: how long a local connection waits for the pod's side to accept before it is closed
+    connect_timeout: float = 30.0
+    #: a pod-side server that has said nothing after this long is taken as connected
+    greeting_timeout: float = 2.0
 
     def __init__(self, configuration: Any, namespace: str, pod: str, remote_ports: list[int],
                  *, keepalive: float | None = None) -> None:
@@ -59,7 +69,6 @@ class PodPortForward:
         self._listeners: dict[socket.socket, int] = {}
         self._pipes: set[_Pipe] = set()
         self._lock = threading.Lock()
-        self._failures = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopped = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -186,19 +195,29 @@ class PodPortForward:
             sel.close()
 
     def _serve(self, conn: socket.socket, remote: int) -> None:
-        """Carry one local connection over a fresh stream; on failure close it, so the client retries."""
-        if self._failures:
-            # the pod or the API server is away: do not turn ZeroMQ's fast reconnects into a
-            # flood of failing handshakes
-            time.sleep(min(self.max_backoff, 0.05 * 2 ** min(self._failures, 6)))
-        try:
-            ws = self._open_stream(remote)
-        except Exception as e:
-            self._failures += 1
-            self.last_error = f"cannot open a port-forward stream to {self.pod}:{remote}: {_one_line(e)}"
-            conn.close()
-            return
-        pipe = _Pipe(conn, ws, remote, self)
+        """Carry one local connection over a stream the pod's side has accepted.
+
+        Refused streams are retried (with back-off, for up to ``connect_timeout``) while the
+        local connection waits; then it is closed, so the client reconnects and tries again.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            ws = None
+            try:
+                ws = self._open_stream(remote)
+                first, prefixed = self._first_data(ws, remote)
+                break
+            except Exception as e:
+                self.last_error = f"port-forward to {self.pod}:{remote}: {_one_line(e)}"
+                if ws is not None:
+                    _close_ws(ws)
+            if self.closed or time.monotonic() + delay > deadline or _peer_gone(conn):
+                conn.close()
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+        pipe = _Pipe(conn, ws, remote, self, first, prefixed)
         with self._lock:
             if self.closed:
                 pipe.close()
@@ -209,12 +228,32 @@ class PodPortForward:
         with self._lock:
             self._pipes.discard(pipe)
 
-    def _stream_ok(self) -> None:
-        self._failures = 0
+    def _first_data(self, ws: Any, port: int) -> tuple[bytes, dict[int, bool]]:
+        """Read until the pod's side speaks (returns its first bytes) or refuses (raises).
 
-    def _stream_error(self, message: str) -> None:
-        self._failures += 1
-        self.last_error = message
+        A server that says nothing within ``greeting_timeout`` is taken as connected (b"").
+        """
+        import websocket
+
+        prefixed = {DATA: False, ERROR: False}
+        ws.settimeout(self.greeting_timeout)
+        try:
+            while True:
+                try:
+                    opcode, data = ws.recv_data()
+                except websocket.WebSocketTimeoutException:
+                    return b"", prefixed
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    raise TransportError("the API server closed the stream")
+                if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) or not data:
+                    continue
+                channel, payload = _frame(data, prefixed)
+                if channel == ERROR and payload:
+                    raise TransportError(payload.decode("utf-8", "replace").strip())
+                if channel == DATA and payload:
+                    return payload, prefixed
+        finally:
+            ws.settimeout(None)
 
     def _keepalive_loop(self) -> None:
         while not self._stopped.wait(self.keepalive):
@@ -224,11 +263,47 @@ class PodPortForward:
                 p.ping()
 
 
+def _frame(data: bytes | str, prefixed: dict[int, bool]) -> tuple[int, bytes]:
+    """Split a frame into channel and payload, dropping the port prefix of each channel's first."""
+    if isinstance(data, str):
+        data = data.encode()
+    channel, payload = data[0], data[1:]
+    if channel in prefixed and not prefixed[channel]:
+        prefixed[channel] = True  # the server's first frame on each channel names the port
+        payload = payload[2:]
+    return channel, payload
+
+
+def _peer_gone(conn: socket.socket) -> bool:
+    """Has the local client closed its end (readable with no data)? Never reads real data."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _close_ws(ws: Any) -> None:
+    try:
+        if ws.sock:
+            ws.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        ws.close()
+    except Exception:
+        pass
+
+
 class _Pipe:
     """One local TCP connection joined to one WebSocket stream: a thread per direction."""
 
-    def __init__(self, conn: socket.socket, ws: Any, port: int, owner: PodPortForward) -> None:
+    def __init__(self, conn: socket.socket, ws: Any, port: int, owner: PodPortForward,
+                 first: bytes = b"", prefixed: dict[int, bool] | None = None) -> None:
         self.conn, self.ws, self.port, self.owner = conn, ws, port, owner
+        self.first = first
+        self.prefixed = prefixed if prefixed is not None else {DATA: False, ERROR: False}
         self._closed = threading.Event()
 
     def run(self) -> None:
@@ -241,29 +316,22 @@ class _Pipe:
     def _stream_to_local(self) -> None:
         import websocket
 
-        prefixed = {DATA: False, ERROR: False}
         try:
+            if self.first:
+                self.conn.sendall(self.first)
             while not self._closed.is_set():
                 opcode, data = self.ws.recv_data()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     return
                 if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) or not data:
                     continue
-                if isinstance(data, str):
-                    data = data.encode()
-                channel, payload = data[0], data[1:]
-                if channel in prefixed and not prefixed[channel]:
-                    # the server's first frame on each channel names the port (2 bytes LE)
-                    prefixed[channel] = True
-                    payload = payload[2:]
-                    if channel == DATA:
-                        self.owner._stream_ok()
+                channel, payload = _frame(data, self.prefixed)
                 if not payload:
                     continue
                 if channel == DATA:
                     self.conn.sendall(payload)
                 elif channel == ERROR:
-                    self.owner._stream_error(f"port-forward to {self.owner.pod}:{self.port}: "
+                    self.owner.last_error = (f"port-forward to {self.owner.pod}:{self.port}: "
                                              f"{payload.decode('utf-8', 'replace').strip()}")
                     return
         except Exception:
@@ -291,12 +359,12 @@ class _Pipe:
         if self._closed.is_set():
             return
         self._closed.set()
-        for f in (lambda: self.conn.shutdown(socket.SHUT_RDWR), self.conn.close,
-                  lambda: self.ws.sock and self.ws.sock.shutdown(socket.SHUT_RDWR), self.ws.close):
+        for f in (lambda: self.conn.shutdown(socket.SHUT_RDWR), self.conn.close):
             try:
                 f()
             except Exception:
                 pass
+        _close_ws(self.ws)
 
 
 def _one_line(e: BaseException) -> str:

@@ -11,6 +11,8 @@ import pytest
 from airavata_magic.backends.kubernetes import KERNEL_PORTS
 from airavata_magic.transport.portforward import PodPortForward
 
+from jupyter_client import BlockingKernelClient
+
 from .conftest import KERNEL_IMAGE, runtime, started
 from .simulator import Simulator
 from .test_backend import kernel, run
@@ -72,12 +74,16 @@ def _refused(port: int) -> bool:
 def test_a_closed_pod_port_is_reported_and_the_connection_closed(sim, make_backend):
     b, rt = _running_pod(make_backend, sim)
     fwd = PodPortForward(b._api().configuration, "research", rt.job_id, [9])
+    fwd.connect_timeout = 1.0  # how long a connection waits for the port to be listened on
     local = fwd.start()[9]
     try:
+        t0 = time.monotonic()
         with socket.create_connection(("127.0.0.1", local), timeout=5) as s:
             s.settimeout(5)
-            assert s.recv(10) == b""  # closed by the forward, not hung
+            assert s.recv(10) == b""  # closed by the forward once it gave up, not hung
+        assert 0.5 < time.monotonic() - t0 < 3
         assert "connect: connection refused" in fwd.last_error and f"{rt.job_id}:9" in fwd.last_error
+        assert sum(1 for _, pod, port, ev in sim.stream_log if port == 9 and ev == "open") >= 3  # retried
     finally:
         fwd.close()
 
@@ -93,6 +99,7 @@ def test_the_api_server_certificate_is_verified(sim, make_backend, tmp_path):
         res = impostor.authenticate()
         assert not res.ok and "CERTIFICATE_VERIFY_FAILED" in res.detail
         fwd = PodPortForward(impostor._api().configuration, "research", rt.job_id, [KERNEL_PORTS["hb_port"]])
+        fwd.connect_timeout = 0.5
         local = fwd.start()[KERNEL_PORTS["hb_port"]]
         with socket.create_connection(("127.0.0.1", local), timeout=5) as s:
             s.settimeout(5)
@@ -101,6 +108,29 @@ def test_the_api_server_certificate_is_verified(sim, make_backend, tmp_path):
         fwd.close()
     finally:
         other.stop()
+
+
+def test_a_request_sent_before_the_kernel_listens_is_delivered(sim, make_backend):
+    """The forward holds a connection until the kernel accepts: nothing written early is lost."""
+    b = make_backend({"kubeconfig": str(sim.kubeconfig), "context": "sim", "image": KERNEL_IMAGE})
+    rt = runtime("early")
+    b.request(rt)
+    info = None
+    while info is None:  # as soon as the container runs: the kernel is still importing
+        info = b.connection(rt)
+    kc = BlockingKernelClient()
+    kc.load_connection_info(info)
+    kc.start_channels(hb=False)
+    try:
+        t0 = time.monotonic()
+        msg_id = kc.kernel_info()  # sent once, before the kernel has bound its ports
+        reply = kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id and time.monotonic() - t0 < 10
+        refused = [e for _, _, port, e in sim.stream_log if port == KERNEL_PORTS["shell_port"] and e == "open"]
+        assert len(refused) >= 1
+    finally:
+        kc.stop_channels()
+        b.stop(rt)
 
 
 def test_frames_follow_the_v4_channel_protocol(sim, make_backend):
