@@ -216,7 +216,9 @@ class PodPortForward:
                 conn.close()
                 return
             time.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
+            # a kernel that is starting listens within a second or two: keep retries close then
+            started = deadline - self.connect_timeout
+            delay = min(delay * 1.5, 0.2 if time.monotonic() - started < 10 else self.max_backoff)
         pipe = _Pipe(conn, ws, remote, self, first, prefixed)
         with self._lock:
             if self.closed:
