@@ -133,3 +133,11 @@ def test_a_kernel_killed_during_a_cell_ends_it_within_seconds(nb, sim):
     assert "gpu1" in cell.stderr and "dead" in cell.stderr
     table = nb.ok("%%run_on local\nprint(get_ipython().run_line_magic('runtimes', '').to_string())").stdout
     assert "dead" in table
+
+
+def test_authenticate_row_says_what_is_missing(nb, sim):
+    cell = nb.ok("%authenticate lab-k8s")
+    assert "lab-k8s" in cell.text and "may run kernel pods" in cell.text
+    sim.deny("create", "pods", "portforward")
+    cell = nb.run("%authenticate lab-k8s")
+    assert "missing permission to create pods/portforward" in cell.text + cell.stderr
