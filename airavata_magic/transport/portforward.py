@@ -161,7 +161,7 @@ class PodPortForward:
                                           (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)))
         ws.settimeout(15)
         try:
-            ws.connect(url, header=headers, subprotocols=[SUBPROTOCOL])
+            ws.connect(url, header=headers, subprotocols=[SUBPROTOCOL], **_proxy_options(cfg))
         except Exception:
             ws.close()
             raise
@@ -263,6 +263,28 @@ class PodPortForward:
                 pipes = list(self._pipes)
             for p in pipes:
                 p.ping()
+
+
+def _proxy_options(cfg: Any) -> dict[str, Any]:
+    """The kubeconfig's ``proxy-url`` (and no_proxy, proxy auth) as websocket-client options,
+    so streams take the same way to the API server as the client's REST calls."""
+    opts: dict[str, Any] = {}
+    proxy = getattr(cfg, "proxy", None)
+    if not proxy:
+        return opts
+    url = urllib.parse.urlparse(proxy)
+    opts.update(http_proxy_host=url.hostname, http_proxy_port=url.port or 80, proxy_type="http")
+    if url.username:
+        opts["http_proxy_auth"] = (urllib.parse.unquote(url.username), urllib.parse.unquote(url.password or ""))
+    for key, value in (getattr(cfg, "proxy_headers", None) or {}).items():
+        if key.lower() == "proxy-authorization" and value.startswith("Basic "):
+            import base64
+
+            user, _, password = base64.b64decode(value.split()[1]).decode().partition(":")
+            opts["http_proxy_auth"] = (user, password)
+    if getattr(cfg, "no_proxy", None):
+        opts["http_no_proxy"] = [h.strip() for h in cfg.no_proxy.split(",") if h.strip()]
+    return opts
 
 
 def _frame(data: bytes | str, prefixed: dict[int, bool]) -> tuple[int, bytes]:

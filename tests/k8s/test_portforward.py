@@ -148,3 +148,86 @@ def test_frames_follow_the_v4_channel_protocol(sim, make_backend):
         assert ws.recv_data()[0] == websocket.ABNF.OPCODE_BINARY
     finally:
         ws.close()
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy (as in front of many clusters); counts the tunnels it made."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.tunnels: list[str] = []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        import threading
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return client.close()
+            head += chunk
+        method, target = head.split(b" ")[:2]
+        if method != b"CONNECT":
+            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+            return client.close()
+        host, port = target.decode().rsplit(":", 1)
+        self.tunnels.append(target.decode())
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
+        pump(client, upstream)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_streams_take_the_kubeconfig_proxy_like_the_rest_calls(sim, make_backend, tmp_path):
+    import yaml
+
+    proxy = ConnectProxy()
+    try:
+        cfg = yaml.safe_load(sim.kubeconfig.read_text())
+        cfg["clusters"][0]["cluster"]["proxy-url"] = f"http://127.0.0.1:{proxy.port}"
+        proxied = tmp_path / "proxied-kubeconfig"
+        proxied.write_text(yaml.safe_dump(cfg))
+        b = make_backend({"kubeconfig": str(proxied), "context": "sim", "image": KERNEL_IMAGE})
+        rt = runtime("proxied")
+        b.request(rt)
+        started(b, rt)
+        rest = len(proxy.tunnels)
+        assert rest >= 1 and all(t == f"127.0.0.1:{sim.port}" for t in proxy.tunnels)
+        with kernel(b.connection(rt)) as kc:
+            assert run(kc, "print('through the proxy')") == "through the proxy\n"
+        assert len(proxy.tunnels) >= rest + 4  # one tunnel per stream: shell, iopub, stdin, control
+        b.stop(rt)
+    finally:
+        proxy.close()
