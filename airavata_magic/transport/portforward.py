@@ -14,8 +14,12 @@ A new stream is only joined to its local connection once the pod's side has spok
 peers send their greeting at once, so the first data frame says the kernel accepted, and an
 error frame says it did not (not listening yet: starting or restarting). Until then the local
 client's bytes stay unread in its socket, and a refused stream is retried with back-off; so a
-request sent while the kernel is still binding its ports is delivered, not lost. Idle streams are kept open with WebSocket pings; the sockets have
-TCP_NODELAY (no Nagle delay on small kernel messages) and TCP keepalive.
+request sent while the kernel is still binding its ports is delivered, not lost.
+
+Idle streams are kept open with WebSocket pings; the sockets have TCP_NODELAY (no Nagle delay on
+small kernel messages) and TCP keepalive. Streams take the kubeconfig's proxy like REST calls.
+Anyone on this machine can connect to the local ports, as to any local Jupyter kernel; the
+kernel's HMAC key is what keeps them from running code.
 """
 from __future__ import annotations
 
