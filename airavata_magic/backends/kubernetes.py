@@ -62,8 +62,9 @@ DEFAULT_WALLTIME_MIN = 120
 # same pod; any other exit ends the container, so the kubelet reports it (restart count, exit
 # code, OOMKilled) and a kernel that cannot start becomes CrashLoopBackOff. SIGTERM from a pod
 # deletion is passed on to the kernel (PID 1 would ignore it otherwise). SIGINT is caught and
-# ignored: ipykernel interrupts a cell by signalling its whole process group, shell included,
-# and an interrupt must not end the shell (the inner loop waits again while the kernel lives).
+# ignored: ipykernel 6 interrupts a cell by signalling its whole process group, shell included
+# (7 signals only itself unless it leads the group), and an interrupt must not end the shell;
+# the inner loop waits again while the kernel lives.
 KERNEL_SCRIPT = (
     'trap \'stop=1; kill -TERM "$pid" 2>/dev/null\' TERM\n'
     "trap : INT\n"
@@ -818,6 +819,12 @@ class KubernetesBackend(Backend):
                 except Exception:
                     continue  # the old kernel is gone and the new one not up yet
                 if reply["header"]["session"] != old:
+                    # if the old kernel's exit was not clean, the kubelet restarted the container
+                    # instead of the pod's loop: a restart we asked for either way, not a death
+                    pod = self._find_pod(runtime)
+                    if pod is not None:
+                        runtime.backend_state["restarts"] = _restarts(pod)
+                    self._alive.pop(runtime.name, None)
                     return
                 time.sleep(0.1)
             raise BackendError(f"the kernel of runtime {runtime.name!r} did not come back within 60 s of the restart")
