@@ -162,8 +162,7 @@ def test_image_pull_failure_fails_at_once(cluster, make_backend):
 
 
 def test_kernel_that_cannot_start_fails_with_exit_code_and_log(sim_cluster, make_backend):
-    cluster = sim_cluster
-    sim = cluster.need_sim("a broken image")
+    cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster, image=BROKEN_IMAGE)
     rt = runtime("broken")
     b.request(rt)
@@ -175,8 +174,7 @@ def test_kernel_that_cannot_start_fails_with_exit_code_and_log(sim_cluster, make
 
 
 def test_crash_loop_back_off_is_reported_as_such(sim_cluster, make_backend):
-    cluster = sim_cluster
-    sim = cluster.need_sim("a crash loop")
+    cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster, image=BROKEN_IMAGE)
     rt = runtime("crashloop")
     b.request(rt)
@@ -194,8 +192,7 @@ def test_crash_loop_back_off_is_reported_as_such(sim_cluster, make_backend):
 
 
 def test_oom_killed_kernel_is_dead_with_the_reason(sim_cluster, make_backend):
-    cluster = sim_cluster
-    sim = cluster.need_sim("an OOM kill")
+    cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster)
     rt = runtime("oom", memory=256)
     b.request(rt)
