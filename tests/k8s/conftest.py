@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from airavata_magic.backends.base import Resource
-from airavata_magic.backends.kubernetes import KubernetesBackend
+from airavata_magic.backends.kubernetes import KubernetesBackend, label_value
 from airavata_magic.runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 from .simulator import Simulator
@@ -47,13 +47,13 @@ class Cluster:
     def pods(self, backend: KubernetesBackend) -> list[dict[str, Any]]:
         if self.sim is not None:
             return self.sim.pods(backend.namespace)
-        mine = f"airavata-magic/owner={backend.owner}"
+        mine = f"airavata-magic/owner={label_value(backend.owner)}"
         return backend._call("CoreV1Api", "list_namespaced_pod", backend.namespace, label_selector=mine)["items"]
 
     def secrets(self, backend: KubernetesBackend) -> list[dict[str, Any]]:
         if self.sim is not None:
             return self.sim.secrets(backend.namespace)
-        mine = f"airavata-magic/owner={backend.owner}"
+        mine = f"airavata-magic/owner={label_value(backend.owner)}"
         return backend._call("CoreV1Api", "list_namespaced_secret", backend.namespace, label_selector=mine)["items"]
 
     def delete_pod(self, backend: KubernetesBackend, name: str) -> None:
