@@ -55,17 +55,18 @@ def hpc_node() -> str:
     return os.uname().nodename.split(".")[0]
 
 
-@pytest.mark.parametrize("gpus,expect", [(1, {"0", "1"}), (2, {"0,1"})])
-def test_gpu_runtime_sees_its_gres(hpc, started, gpus, expect):
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_gpu_runtime_sees_its_gres(hpc, started, gpus):
     s = request(hpc, f"gpu{gpus}", gpus=gpus, partition="gpu")
     started.append(s)
     kc = connect(s)
     out, status, _ = execute(kc, "import os; print(os.environ.get('CUDA_VISIBLE_DEVICES'))")
-    assert status == "ok" and out.strip() in expect
+    devices = out.strip().split(",")
+    assert status == "ok" and len(set(devices)) == gpus and set(devices) <= {"0", "1", "2", "3"}
 
 
 def test_impossible_gres_is_refused_at_submit_and_estimate(hpc):
-    rt = Runtime(name="toomany", resource="hpc", kind="slurm", spec=RuntimeSpec(gpus=3, partition="gpu"))
+    rt = Runtime(name="toomany", resource="hpc", kind="slurm", spec=RuntimeSpec(gpus=9, partition="gpu"))
     with pytest.raises(BackendError, match="could not start here.*not available"):
         hpc.estimate_start(rt)
     with pytest.raises(BackendError, match="sbatch refused runtime 'toomany'.*not available"):

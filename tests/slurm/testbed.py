@@ -1,7 +1,7 @@
 """A real OpenSSH server and a real single-node Slurm cluster on loopback, for tests and benchmarks.
 
 What it starts (as root, all on 127.0.0.1): sshd on port 2222 (own host key, one test user that
-logs in with its own key), munged, slurmctld and slurmd with two fake GPUs as gres (partitions
+logs in with its own key), munged, slurmctld and slurmd with four fake GPUs as gres (partitions
 ``debug`` and ``gpu``). The kernel side uses a venv built from ``/usr/bin/python3`` with ipykernel,
 cached under ``/var/cache/airavata-testbed`` so later runs start in ~20 s.
 
@@ -14,15 +14,18 @@ Use from tests of any area: the session-scoped fixture ``slurm_testbed`` lives i
         slurm_testbed.profile   # path of a cybershuttle.yml with resources `hpc` (slurm), `ws` (ssh)
         slurm_testbed.user, slurm_testbed.host, slurm_testbed.port, slurm_testbed.known_hosts
 
-Idempotent: packages, the user, keys and the venv are reused; daemons that an earlier run left
-running (``AIRAVATA_TESTBED_KEEP=1``) are reused and then left alone. Daemons this process started
-are stopped at the end, by PID. Outside a root machine with apt, the fixture skips with the reason,
+Idempotent: packages, the user, keys and the venv are reused; running daemons are reused. Several
+processes may use the test bed at once (test areas run in parallel, the benchmark): each holds a
+lease, and the last one to leave stops the daemons the test bed started, by PID
+(``AIRAVATA_TESTBED_KEEP=1`` keeps them running for the next run). Outside a root machine with apt, the fixture skips with the reason,
 except under ``CI=true`` where it fails.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import pwd
 import shutil
@@ -40,6 +43,7 @@ KERNEL_VENV = CACHE / "kernel-venv"
 USER = "airtest"
 HOST = "127.0.0.1"
 PORT = 2222
+GPUS = 4  # fake GPUs (gres); several test sessions may hold some at once
 PACKAGES = ["openssh-server", "munge", "slurm-wlm"]
 BINARIES = ["/usr/sbin/sshd", "/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch"]
 
@@ -77,10 +81,70 @@ class SlurmTestbed:
                               capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
-        """Stop exactly the daemons this process started, newest first, by PID."""
-        for pid in reversed(self.started_pids):
-            _stop_pid(pid)
+        """Leave the test bed. The last user still holding it stops the daemons the test bed
+        started (recorded by PID in ``daemons.json``), newest first; earlier leavers stop nothing,
+        so parallel test sessions and benchmarks never lose the cluster under them."""
+        with _locked():
+            _leave()
+            if _live_leases():
+                return
+            started = _read_daemons()
+            for pid, name in reversed(started):
+                if _comm(pid) == name:  # the same process, not a reused PID
+                    _stop_pid(pid)
+            (STATE / "daemons.json").unlink(missing_ok=True)
         self.started_pids.clear()
+
+
+# -- shared use: a lease per process, the daemons' PIDs on disk --------------------------------
+LEASES = STATE / "leases"
+
+
+@contextlib.contextmanager
+def _locked():
+    STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(STATE / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _take_lease() -> None:
+    LEASES.mkdir(exist_ok=True, mode=0o700)
+    (LEASES / str(os.getpid())).touch()
+
+
+def _leave() -> None:
+    (LEASES / str(os.getpid())).unlink(missing_ok=True)
+
+
+def _live_leases() -> list[int]:
+    """PIDs of processes using the test bed now (leases of dead processes are removed)."""
+    live = []
+    for f in LEASES.glob("*") if LEASES.exists() else []:
+        if f.name.isdigit() and _pid_alive(int(f.name)):
+            live.append(int(f.name))
+        else:
+            f.unlink(missing_ok=True)
+    return live
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _read_daemons() -> list[tuple[int, str]]:
+    try:
+        return [(int(p), str(n)) for p, n in json.loads((STATE / "daemons.json").read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _record_daemons(started: list[int]) -> None:
+    known = _read_daemons() + [(pid, _comm(pid)) for pid in started]
+    (STATE / "daemons.json").write_text(json.dumps(known))
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -191,6 +255,16 @@ def ensure_user() -> pwd.struct_passwd:
     return pw
 
 
+def _write_if_changed(path: Path, text: str) -> None:
+    """Replace a file atomically, and only when its content changes: other test sessions may be
+    reading it (known_hosts, authorized_keys, the profile) at this very moment."""
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def ensure_keys(pw: pwd.struct_passwd) -> tuple[Path, Path, Path]:
     """Host key, the client's key (root-owned, 0600) and the user's authorized_keys."""
     STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -202,13 +276,13 @@ def ensure_keys(pw: pwd.struct_passwd) -> tuple[Path, Path, Path]:
     ssh_dir = Path(pw.pw_dir) / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     auth = ssh_dir / "authorized_keys"
-    auth.write_text(Path(f"{client_key}.pub").read_text())
+    _write_if_changed(auth, Path(f"{client_key}.pub").read_text())
     for p, mode in ((ssh_dir, 0o700), (auth, 0o600)):
         os.chown(p, pw.pw_uid, pw.pw_gid)
         os.chmod(p, mode)
     known = STATE / "known_hosts"
     kind, blob = Path(f"{host_key}.pub").read_text().split()[:2]
-    known.write_text(f"[{HOST}]:{PORT} {kind} {blob}\n")
+    _write_if_changed(known, f"[{HOST}]:{PORT} {kind} {blob}\n")
     return host_key, client_key, known
 
 
@@ -291,12 +365,15 @@ def _slurm_conf(node: str, gres_dir: Path) -> None:
         "MinJobAge=600\nMessageTimeout=20\nGresTypes=gpu\n"
         # Schedule a batch job at submit time instead of up to 3 s later (Slurm's default
         # batch_sched_delay): tests and benchmarks then measure our code, not that random wait.
-        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0\n"
-        f"NodeName={node} NodeAddr={HOST} CPUs={cpus} RealMemory={mem} Gres=gpu:2 State=UNKNOWN\n"
-        f"PartitionName=debug Nodes={node} Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:16\n"
-        f"PartitionName=gpu Nodes={node} MaxTime=INFINITE State=UP OverSubscribe=FORCE:16\n"
+        # Backfill every second: a job waiting for GPUs must not hold up CPU jobs for 30 s.
+        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,bf_interval=1,bf_continue\n"
+        f"NodeName={node} NodeAddr={HOST} CPUs={cpus} RealMemory={mem} Gres=gpu:{GPUS} State=UNKNOWN\n"
+        # Cores are shared (FORCE:16) so that 16 kernels fit on 2 cores; a default time limit lets
+        # the backfill scheduler start short jobs next to a job waiting for GPUs.
+        f"PartitionName=debug Nodes={node} Default=YES DefaultTime=60 MaxTime=INFINITE State=UP OverSubscribe=FORCE:16\n"
+        f"PartitionName=gpu Nodes={node} DefaultTime=60 MaxTime=INFINITE State=UP OverSubscribe=FORCE:16\n"
     )
-    (etc / "gres.conf").write_text(f"AutoDetect=off\nNodeName={node} Name=gpu File={gres_dir}/nvidia[0-1]\n")
+    (etc / "gres.conf").write_text(f"AutoDetect=off\nNodeName={node} Name=gpu File={gres_dir}/nvidia[0-{GPUS - 1}]\n")
 
 
 def start_slurm(node: str, started: list[int]) -> None:
@@ -306,7 +383,7 @@ def start_slurm(node: str, started: list[int]) -> None:
     gres_dir = STATE / "dev"
     gres_dir.mkdir(exist_ok=True)
     os.chmod(gres_dir, 0o755)
-    for i in (0, 1):  # Slurm rejects regular files as GPU devices: character devices (/dev/null's)
+    for i in range(GPUS):  # Slurm rejects regular files as GPU devices: character devices (/dev/null's)
         dev = gres_dir / f"nvidia{i}"
         if not dev.is_char_device():
             dev.unlink(missing_ok=True)
@@ -340,7 +417,7 @@ def start_slurm(node: str, started: list[int]) -> None:
 
 def write_profile(tb_python: Path, client_key: Path, known: Path, node: str) -> Path:
     profile = STATE / "cybershuttle.yml"
-    profile.write_text(
+    _write_if_changed(profile, 
         "# The airavata-magic test bed: a loopback sshd and Slurm cluster (tests/slurm/testbed.py).\n"
         "resources:\n"
         "  hpc:\n"
@@ -371,9 +448,9 @@ def start() -> SlurmTestbed:
     if not node:
         raise TestbedError("Slurm needs a host name: `hostname -s` is empty")
     started: list[int] = []
-    # One process sets the test bed up at a time (parallel test areas, the benchmark).
-    with open(STATE / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # One process sets the test bed up at a time (parallel test areas, the benchmark), and each
+    # user holds a lease so that only the last one to leave stops the daemons.
+    with _locked():
         try:
             ensure_packages()
             pw = ensure_user()
@@ -387,6 +464,8 @@ def start() -> SlurmTestbed:
             for pid in reversed(started):
                 _stop_pid(pid)
             raise
+        _record_daemons(started)
+        _take_lease()
     return SlurmTestbed(profile=profile, user=USER, host=HOST, port=PORT, identity_file=client_key,
                         known_hosts=known, python=str(python), state_dir=STATE, node=node, started_pids=started)
 
