@@ -612,6 +612,8 @@ class KubernetesBackend(Backend):
     def request(self, runtime: Runtime) -> None:
         req = self.pod_request(runtime)
         ns = req.namespace
+        if req.node:
+            self._check_node(req.node)
         existing = self._call("CoreV1Api", "read_namespaced_pod", req.name, ns, missing_ok=True)
         if existing is not None:
             # A pod that is going away, or that failed for good, is what is left of an earlier
@@ -643,6 +645,20 @@ class KubernetesBackend(Backend):
         runtime.state = RuntimeState.QUEUED
         runtime.node = req.node
         runtime.backend_state = {"pod": req.name, "namespace": ns, "uid": pod["metadata"]["uid"], "restarts": 0}
+
+    def _check_node(self, node: str) -> None:
+        """A pod bound to a node that does not exist stays Pending for ever: say so now.
+        Users often may not read nodes (cluster scope); then the pod's events must tell."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            client.CoreV1Api(self._api()).read_node(node, _preload_content=False, _request_timeout=self.request_timeout)
+        except ApiException as e:
+            if e.status == 404:
+                raise InvalidArgument(f"--node {node}: the cluster has no node of that name") from None
+        except Exception:
+            pass  # unreachable API: the create that follows reports it
 
     def estimate_start(self, runtime: Runtime) -> float | None:
         """Ask the API server to admit the pod without creating it (``dryRun=All``: validation,

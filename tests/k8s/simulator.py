@@ -253,6 +253,7 @@ class Simulator:
         r.add_delete(base + "/secrets/{name}", self._delete_secret)
         r.add_get(base + "/events", self._list("events"))
         r.add_post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._ssar)
+        r.add_get("/api/v1/nodes/{name}", self._get_node)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
@@ -607,6 +608,21 @@ class Simulator:
         if tail:
             lines = lines[-int(tail):]
         return web.Response(text="".join(lines), content_type="text/plain")
+
+    # -- HTTP: nodes (read only) -----------------------------------------------------------------------
+    async def _get_node(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if ("get", "nodes", "") in self.denied:
+            return _status(403, "Forbidden", f'nodes "{name}" is forbidden: User "{self.user}" cannot get resource '
+                                             '"nodes" in API group "" at the cluster scope')
+        node = next((n for n in self.nodes if n.name == name), None)
+        if node is None:
+            return _status(404, "NotFound", f'nodes "{name}" not found', {"name": name, "kind": "nodes"})
+        cap = {k: str(int(v)) if k != "memory" else f"{int(v)}Mi" for k, v in node.capacity.items()}
+        return web.json_response({"apiVersion": "v1", "kind": "Node",
+                                  "metadata": {"name": node.name, "labels": node.labels},
+                                  "spec": {"taints": node.taints},
+                                  "status": {"capacity": cap, "allocatable": cap}})
 
     # -- HTTP: SelfSubjectAccessReview ---------------------------------------------------------------
     async def _ssar(self, request: web.Request) -> web.Response:

@@ -412,3 +412,22 @@ def test_a_failed_pod_left_behind_is_replaced_by_a_new_request(sim_cluster, make
     assert again.job_id == rt.job_id and again.backend_state["uid"] != rt.backend_state["uid"]
     started(b2, again)
     b2.stop(again)
+
+
+def test_node_flag_binds_the_pod_and_a_wrong_node_is_refused(sim_cluster, make_backend):
+    from airavata_magic.errors import InvalidArgument
+
+    sim = sim_cluster.sim
+    b = make_backend(sim_cluster)
+    rt = runtime("pinned", node="sim-gpu-1")
+    b.request(rt)
+    assert sim.pods()[0]["spec"]["nodeName"] == "sim-gpu-1"
+    assert started(b, rt).node == "sim-gpu-1"
+    b.stop(rt)
+    with pytest.raises(InvalidArgument, match="--node sim-gpu-9: the cluster has no node of that name"):
+        b.request(runtime("typo", node="sim-gpu-9"))
+    with pytest.raises(InvalidArgument, match="invalid --node"):
+        b.request(runtime("bad", node="Node_1"))
+    sim.deny("get", "nodes")  # most users may not read nodes: then the request goes ahead
+    b.request(runtime("unchecked", node="sim-gpu-9"))
+    assert any(p["spec"].get("nodeName") == "sim-gpu-9" for p in sim.pods())
