@@ -7,6 +7,7 @@ its exit code becomes the command line's exit code.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -43,7 +44,12 @@ def execute(command: str, resource: str, *, file: str | None = None, cpus: Any =
         backend.close()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM: cancel the job on the way out, as Ctrl-C does
+
+
 def _handler(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     return execute(args.cmd, args.resource, file=args.file, cpus=args.cpus, gpus=args.gpus, memory=args.memory,
                    walltime=args.walltime, partition=args.partition, account=args.account)
 

@@ -12,15 +12,33 @@ import pytest
 pytestmark = pytest.mark.slurm
 
 
-def _cli(slurm_testbed, tmp_path, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, AIRAVATA_MAGIC_PROFILE=str(slurm_testbed.profile), AIRAVATA_MAGIC_HOME=str(tmp_path))
-    return subprocess.Popen([sys.executable, "-m", "airavata_magic.cli", "compute", "execute", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+@pytest.fixture
+def cli(slurm_testbed, tmp_path):
+    """Start ``airavata-magic compute execute ARGS``; any still running at the end is sent SIGTERM
+    (which cancels its job) and reaped."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        env = dict(os.environ, AIRAVATA_MAGIC_PROFILE=str(slurm_testbed.profile), AIRAVATA_MAGIC_HOME=str(tmp_path))
+        p = subprocess.Popen([sys.executable, "-m", "airavata_magic.cli", "compute", "execute", *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.communicate()
 
 
 @pytest.mark.parametrize("resource", ["hpc", "ws"])
-def test_output_is_streamed_while_the_command_runs_and_exit_code_returned(slurm_testbed, tmp_path, resource):
-    p = _cli(slurm_testbed, tmp_path, "echo first; sleep 3; echo second; echo to-stderr >&2; exit 3",
+def test_output_is_streamed_while_the_command_runs_and_exit_code_returned(cli, resource):
+    p = cli("echo first; sleep 3; echo second; echo to-stderr >&2; exit 3",
              "--resource", resource)
     first = p.stdout.readline()
     seen_at = time.monotonic()
@@ -33,8 +51,8 @@ def test_output_is_streamed_while_the_command_runs_and_exit_code_returned(slurm_
         assert "to-stderr" in err
 
 
-def test_slurm_batch_command_gets_its_resources(slurm_testbed, tmp_path):
-    p = _cli(slurm_testbed, tmp_path, 'echo "$SLURM_JOB_ID:$CUDA_VISIBLE_DEVICES:$SLURM_CPUS_PER_TASK"',
+def test_slurm_batch_command_gets_its_resources(cli):
+    p = cli('echo "$SLURM_JOB_ID:$CUDA_VISIBLE_DEVICES:$SLURM_CPUS_PER_TASK"',
              "--resource", "hpc", "--gpus", "2", "--cpus", "2", "--walltime", "2")
     out, err = p.communicate(timeout=60)
     job, gpus, cpus = out.strip().split(":")
@@ -42,10 +60,10 @@ def test_slurm_batch_command_gets_its_resources(slurm_testbed, tmp_path):
     assert f"submitted Slurm job {job}" in err
 
 
-def test_command_with_metacharacters_runs_as_written(slurm_testbed, tmp_path):
+def test_command_with_metacharacters_runs_as_written(cli):
     marker = f"/tmp/airavata-pwned-{time.time_ns()}"
     cmd = f"printf '%s\\n' \"it's\" '$(touch {marker})'"
-    p = _cli(slurm_testbed, tmp_path, cmd, "--resource", "hpc")
+    p = cli(cmd, "--resource", "hpc")
     out, _ = p.communicate(timeout=60)
     assert p.returncode == 0 and out == f"it's\n$(touch {marker})\n"
     assert not os.path.exists(marker)
@@ -59,8 +77,20 @@ def test_command_with_metacharacters_runs_as_written(slurm_testbed, tmp_path):
     (["true", "--resource", "hpc", "--partition", "no such"], "invalid partition"),
     (["  ", "--resource", "hpc"], "needs a command"),
 ])
-def test_bad_input_is_one_line_and_exit_2(slurm_testbed, tmp_path, args, message):
-    p = _cli(slurm_testbed, tmp_path, *args)
+def test_bad_input_is_one_line_and_exit_2(cli, args, message):
+    p = cli(*args)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2 and message in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_terminating_the_command_line_cancels_the_job(cli, slurm_testbed):
+    p = cli("echo started; sleep 300", "--resource", "hpc")
+    assert p.stdout.readline() == "started\n"
+    p.terminate()
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130
+    job = err.split("submitted Slurm job ")[1].split()[0]
+    state = subprocess.run(["squeue", "-h", "-a", "--states=all", "-j", job, "-o", "%T"],
+                           capture_output=True, text=True).stdout.strip()
+    assert state in ("CANCELLED", ""), state
