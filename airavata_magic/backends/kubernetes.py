@@ -483,6 +483,8 @@ class KubernetesBackend(Backend):
     request_timeout: float = 15.0
     # seconds between pod checks while a cell runs (kernel_alive)
     alive_interval: float = 2.0
+    # seconds the API may be unreachable before observe() gives up
+    api_grace: float = 30.0
 
     def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
@@ -493,6 +495,7 @@ class KubernetesBackend(Backend):
         self._namespace: str | None = None
         self._forwards: dict[str, Any] = {}  # runtime name -> PodPortForward
         self._alive: dict[str, tuple[float, bool]] = {}  # runtime name -> (checked at, alive)
+        self._api_down_since: float | None = None
 
     # -- API plumbing ------------------------------------------------------------------------
     @property
@@ -694,7 +697,20 @@ class KubernetesBackend(Backend):
         for rt in runtimes:
             by_ns.setdefault(rt.backend_state.get("namespace") or self.namespace, []).append(rt)
         for ns, group in by_ns.items():
-            pods = self._pods(ns)  # one query for every runtime in this namespace
+            try:
+                pods = self._pods(ns)  # one query for every runtime in this namespace
+            except BackendError as e:
+                # An API server restarting or a network blip must not end a long wait; an API
+                # that stays away for api_grace seconds does.
+                since = self._api_down_since = self._api_down_since or time.monotonic()
+                down = time.monotonic() - since
+                if down >= self.api_grace:
+                    raise
+                for rt in group:
+                    out[rt.name] = Observation(rt.state, f"Kubernetes API unreachable for {down:.0f} s, retrying: {e}",
+                                               node=rt.node, ends_at=rt.ends_at)
+                continue
+            self._api_down_since = None
             for rt in group:
                 name = rt.backend_state.get("pod") or pod_name(rt.name, self.owner)
                 pod = pods.get(name)

@@ -193,6 +193,7 @@ class Simulator:
         self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"pods": {}, "secrets": {}, "events": {}}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, obj)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every API request, for tests
+        self.unavailable = False  # answer every request 503, as an API server restarting does
         self._rv = itertools.count(1000)
         self._watchers: list[tuple[str, asyncio.Queue[Any]]] = []
         self._runs: dict[tuple[str, str], _PodRun] = {}
@@ -376,6 +377,8 @@ class Simulator:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        if self.unavailable:
+            return _status(503, "ServiceUnavailable", "the simulated API server is unavailable")
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _status(401, "Unauthorized", "Unauthorized")
         verb = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}[request.method]

@@ -431,3 +431,23 @@ def test_node_flag_binds_the_pod_and_a_wrong_node_is_refused(sim_cluster, make_b
     sim.deny("get", "nodes")  # most users may not read nodes: then the request goes ahead
     b.request(runtime("unchecked", node="sim-gpu-9"))
     assert any(p["spec"].get("nodeName") == "sim-gpu-9" for p in sim.pods())
+
+
+def test_a_short_api_outage_does_not_end_a_wait_but_a_long_one_does(sim_cluster, make_backend):
+    sim = sim_cluster.sim
+    b = make_backend(sim_cluster)
+    b.api_grace = 1.0
+    rt = runtime("blip")
+    b.request(rt)
+    sim.unavailable = True
+    ob = b.observe([rt])[rt.name]
+    assert ob.state == RuntimeState.QUEUED and "Kubernetes API unreachable" in ob.reason and "retrying" in ob.reason
+    sim.unavailable = False
+    assert b.observe([rt])[rt.name].state in (RuntimeState.QUEUED, RuntimeState.STARTING)
+    sim.unavailable = True
+    b.observe([rt])
+    time.sleep(1.1)
+    with pytest.raises(BackendError, match="unavailable"):
+        b.observe([rt])
+    sim.unavailable = False
+    b.stop(rt)
