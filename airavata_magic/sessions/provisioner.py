@@ -15,10 +15,13 @@ Interrupts are ``interrupt_request`` messages (the kernelspec sets ``interrupt_m
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import signal
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import asdict
 from typing import Any
 
@@ -28,6 +31,19 @@ from traitlets import Float, Unicode
 from ..errors import AiravataError
 
 POLL_EVERY = 2.0  # seconds between scheduler queries when the backend has no cheap liveness check
+
+# Provisioners with a runtime not yet stopped: stopped at interpreter exit, so that an interrupted
+# papermill or nbclient does not leave a queued or running job behind (SIGKILL aside).
+_LIVE: "weakref.WeakSet[RuntimeProvisioner]" = weakref.WeakSet()
+_STOP_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_live_runtimes() -> None:
+    for prov in list(_LIVE):
+        if prov._cancel is not None:
+            prov._cancel.set()
+        prov._stop_runtime()
 
 
 class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
@@ -42,6 +58,7 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     _exit: int | None = None
     _checked_at: float = 0.0
     _stopped: bool = False
+    _cancel: threading.Event | None = None  # set when launch_kernel is interrupted
 
     # -- helpers ---------------------------------------------------------------------------------
     def _mgr(self):
@@ -71,8 +88,14 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         mgr.request(name, file=self.profile, resource=None if preset.use else preset.resource,
                     use=",".join(preset.use) if preset.use else None, overrides=overrides)
         self._name, self._exit, self._stopped = name, None, False
+        _LIVE.add(self)
+
+        def cancelled(_rt: Any, _elapsed: float) -> None:
+            if self._cancel is not None and self._cancel.is_set():
+                raise AiravataError(f"start of runtime {name!r} cancelled")
+
         try:
-            rt = mgr.wait(name, timeout=self.wait_timeout)
+            rt = mgr.wait(name, timeout=self.wait_timeout, on_update=cancelled)
             # The KernelManager connects by itself; the manager's own link is not needed.
             if hasattr(mgr, "_drop_link"):
                 mgr._drop_link(name)
@@ -89,9 +112,11 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return info
 
     def _stop_runtime(self) -> None:
-        if self._name is None or self._stopped:
-            return
-        self._stopped = True
+        with _STOP_LOCK:
+            if self._name is None or self._stopped:
+                return
+            self._stopped = True
+        _LIVE.discard(self)
         try:
             self._mgr().stop(self._name)
         except AiravataError as e:
@@ -132,7 +157,30 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if not self.runtime:
             raise AiravataError("the kernelspec's provisioner config has no runtime preset; "
                                 "reinstall it with airavata-magic kernelspec install --runtime PRESET")
-        self.connection_info = await asyncio.to_thread(self._start_runtime)
+        # A daemon thread, not asyncio.to_thread: an interrupted papermill must be able to exit
+        # (the executor's threads are joined at exit) and stop the queued runtime on its way out.
+        self._cancel = threading.Event()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future = loop.create_future()
+
+        def settle(fn: Any, value: Any) -> None:
+            if not done.done():
+                fn(value)
+
+        def work() -> None:
+            try:
+                info = self._start_runtime()
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+                loop.call_soon_threadsafe(settle, done.set_exception, e)
+            else:
+                loop.call_soon_threadsafe(settle, done.set_result, info)
+
+        threading.Thread(target=work, name="airavata-provisioner-start", daemon=True).start()
+        try:
+            self.connection_info = await done
+        except BaseException:
+            self._cancel.set()
+            raise
         return self.connection_info
 
     async def poll(self) -> int | None:

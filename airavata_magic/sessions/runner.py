@@ -95,10 +95,10 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
             _, stderr = proc.communicate(timeout=timeout)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
-            _end(proc)
+            end_gracefully(proc)
             rc, stderr = -1, f"timed out after {timeout:g} s"
         except BaseException:  # KeyboardInterrupt: let papermill shut its kernel down first
-            _end(proc)
+            end_gracefully(proc)
             raise
         duration = time.monotonic() - t0
     finally:
@@ -118,7 +118,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
     return RunResult(str(output), status, duration, error if status != "ok" else "", recorded_values(nb) if nb else {})
 
 
-def _end(proc: subprocess.Popen) -> None:
+def end_gracefully(proc: subprocess.Popen) -> None:
     """SIGINT (papermill then shuts its kernel down), then terminate, then kill, with short waits."""
     import signal
 

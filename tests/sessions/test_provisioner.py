@@ -180,3 +180,34 @@ def test_jupyter_client_start_interrupt_restart_shutdown(tmp_path, magic_home, p
     rec = json.loads((magic_home / "runtimes" / f"{name}.json").read_text())
     assert rec["state"] in ("stopped", "dead") and rec["job_id"] == str(second_pid)
     assert not Path(f"/proc/{second_pid}").exists() or "Z" in Path(f"/proc/{second_pid}/stat").read_text().split()[2]
+
+
+def test_interrupted_papermill_leaves_no_runtime_behind(tmp_path, magic_home, preset_env):
+    """SIGINT to papermill while the runtime is still starting: the runtime is stopped on exit."""
+    import signal
+    import time
+
+    env, prof = preset_env
+    slow = tmp_path / "slowpython"
+    slow.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/slow.pid\nsleep 60\nexec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    prof.write_text(f"resources:\n  slowres: {{kind: local, python: {slow}}}\nruntimes:\n  lslow: {{resource: slowres}}\n")
+    from airavata_magic.sessions.kernelspec import install
+
+    install("lslow", prefix=str(tmp_path / "jp"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    proc = subprocess.Popen([sys.executable, "-m", "papermill", "-k", "airavata-lslow", str(tmp_path / "x.ipynb"),
+                             str(tmp_path / "y.ipynb"), "--no-progress-bar"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not list((magic_home / "runtimes").glob("lslow-*.json")) or not (tmp_path / "slow.pid").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no runtime"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    rec = json.loads(next((magic_home / "runtimes").glob("lslow-*.json")).read_text())
+    assert rec["state"] == "stopped"
+    pid = int((tmp_path / "slow.pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]

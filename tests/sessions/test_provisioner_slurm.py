@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from airavata_magic.sessions.kernelspec import write_spec
+from airavata_magic.sessions.runner import end_gracefully
 
 from .conftest import read_nb
 
@@ -24,10 +25,16 @@ def test_papermill_k_runs_the_notebook_in_a_slurm_job(slurm_testbed, tmp_path, c
     nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['SLURM_JOB_ID'], os.environ.get('SLURM_CPUS_ON_NODE'))"),
                 nbformat.v4.new_code_cell("6 * 7")]
     nbformat.write(nb, tmp_path / "in.ipynb")
-    r = subprocess.run([sys.executable, "-m", "papermill", "-k", "airavata-hpc_cpu", str(tmp_path / "in.ipynb"),
-                        str(tmp_path / "out.ipynb"), "--no-progress-bar"], env=env, capture_output=True, text=True,
-                       timeout=240)
-    assert r.returncode == 0, r.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "-m", "papermill", "-k", "airavata-hpc_cpu", str(tmp_path / "in.ipynb"),
+                             str(tmp_path / "out.ipynb"), "--no-progress-bar"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        end_gracefully(proc)  # SIGINT: the provisioner cancels its queued job on the way out
+        queue = subprocess.run(["squeue", "-a", "-h", "-o", "%i %j %T %r"], capture_output=True, text=True).stdout
+        pytest.fail(f"the notebook did not run within 300 s; the test bed's queue:\n{queue}")
+    assert proc.returncode == 0, err[-2000:]
     cells = read_nb(tmp_path / "out.ipynb")["cells"]
     job_id = cells[0]["outputs"][0]["text"].split()[0]
     assert cells[1]["outputs"][0]["data"]["text/plain"] == "42"
