@@ -33,6 +33,7 @@ class OutputSink(Protocol):
     def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None: ...
     def clear_output(self, label: str | None, wait: bool) -> None: ...
     def input(self, label: str | None, prompt: str, password: bool) -> str: ...
+    def comm(self, link: "KernelLink", msg_type: str, content: dict[str, Any], buffers: list) -> None: ...
 
 
 @dataclass
@@ -248,7 +249,9 @@ class _Execution:
             self.sink.clear_output(label, bool(c.get("wait")))
         elif t == "status" and c.get("execution_state") == "idle":
             self.idle = True
-        # execute_input, comm_* and others are not relayed (see README: widgets)
+        elif t in ("comm_open", "comm_msg", "comm_close"):
+            self.sink.comm(self.link, t, c, list(msg.get("buffers") or []))
+        # execute_input and others are not relayed
 
     def on_shell(self, msg: dict[str, Any]) -> None:
         if msg["parent_header"].get("msg_id") != self.msg_id or msg["msg_type"] != "execute_reply":
@@ -304,6 +307,25 @@ def run_cell(
         if link.reconnected():
             link.wait_ready(timeout=HEARTBEAT_TIMEOUT * 3)
     runs = [_Execution(link, sink, link.send_shell("execute_request", content)) for link in links]
+    _drive(runs, interrupt=interrupt, tick=tick, alive=alive)
+    return [r.outcome for r in runs]
+
+
+def relay_request(link: KernelLink, msg_type: str, content: dict[str, Any], buffers: list,
+                  sink: OutputSink, timeout: float = 60.0) -> None:
+    """Send a shell message that has no reply (e.g. a widget's ``comm_msg``) and relay what the
+    kernel publishes for it until it is idle again."""
+    msg = link.session.msg(msg_type, content)
+    link.session.send(link.shell, msg, buffers=buffers or None)
+    run = _Execution(link, sink, msg["header"]["msg_id"])
+    run.replied = True
+    _drive([run], deadline=time.monotonic() + timeout)
+
+
+def _drive(runs: list[_Execution], *, interrupt: Callable[[KernelLink], None] | None = None,
+           tick: Callable[[], None] | None = None, alive: Callable[[KernelLink], bool | None] | None = None,
+           deadline: float | None = None) -> None:
+    """Wait on every run's sockets at once until each has its reply and its idle status."""
     poller = zmq.Poller()
     by_socket: dict[Any, tuple[_Execution, str]] = {}
     for run in runs:
@@ -336,6 +358,8 @@ def run_cell(
             if tick is not None and now - last_tick >= 1.0:
                 last_tick = now
                 tick()
+            if deadline is not None and now > deadline:
+                return
             if interrupted_at is not None and now - interrupted_at > 5.0:
                 raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -347,7 +371,23 @@ def run_cell(
                     (interrupt or KernelLink.send_interrupt_request)(run.link)
     if interrupted_at is not None:
         raise KeyboardInterrupt
-    return [r.outcome for r in runs]
+
+
+class _CommProxy:
+    """Stands in the notebook kernel's comm manager for a comm that lives on a remote kernel:
+    messages the frontend sends to it (e.g. a widget's new value) are forwarded to that kernel."""
+
+    def __init__(self, comm_id: str, target_name: str, link: KernelLink, sink: "NotebookSink") -> None:
+        self.comm_id, self.target_name, self.link, self.sink = comm_id, target_name, link, sink
+        self._closed = False
+
+    def handle_msg(self, msg: dict[str, Any]) -> None:
+        if not self.link.closed:
+            relay_request(self.link, "comm_msg", msg["content"], msg.get("buffers") or [], self.sink)
+
+    def handle_close(self, msg: dict[str, Any]) -> None:
+        if not self.link.closed:
+            relay_request(self.link, "comm_close", msg["content"], msg.get("buffers") or [], self.sink)
 
 
 class NotebookSink:
@@ -426,6 +466,23 @@ class NotebookSink:
         from IPython.display import clear_output
 
         clear_output(wait=wait)
+
+    def comm(self, link: KernelLink, msg_type: str, content: dict[str, Any], buffers: list) -> None:
+        """Widgets: republish the remote kernel's comm messages to the frontend, and register a
+        proxy so the frontend's replies reach the remote comm. Needs an ipykernel notebook."""
+        k = self._kernel
+        manager = getattr(k, "comm_manager", None)
+        if k is None or manager is None:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        k.session.send(k.iopub_socket, msg_type, content=content, parent=k.get_parent("shell"),
+                       buffers=[bytes(b) for b in buffers] or None, ident=msg_type.encode())
+        comm_id = content.get("comm_id")
+        if msg_type == "comm_open" and comm_id:
+            manager.register_comm(_CommProxy(comm_id, content.get("target_name", ""), link, self))
+        elif msg_type == "comm_close" and comm_id:
+            manager.comms.pop(comm_id, None)
 
     def input(self, label: str | None, prompt: str, password: bool) -> str:
         if self.labelled and label is not None:
