@@ -143,7 +143,7 @@ class SlurmBackend(RemoteKernelBackend):
     def _query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
         """One remote command for all: squeue, sacct when present, and each job's log tail."""
         b = "@@" + secrets.token_hex(6)
-        ids = ",".join(r.job_id for r in runtimes if r.job_id)
+        ids = shlex.quote(",".join(r.job_id for r in runtimes if r.job_id))  # digits only, quoted anyway
         parts = [
             f"squeue -h -a --states=all -j {ids} -o '%i|%T|%r|%N|%L' 2>/dev/null",
             f"echo {b} sacct",
