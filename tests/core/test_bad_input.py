@@ -16,7 +16,8 @@ from IPython.testing.globalipapp import get_ipython
 import airavata_magic
 
 MAGICS = ["authenticate", "request_runtime", "wait_for_runtime", "switch_runtime", "runtimes",
-          "stat_runtime", "interrupt_runtime", "restart_runtime", "stop_runtime", "attach_runtime"]
+          "stat_runtime", "interrupt_runtime", "restart_runtime", "stop_runtime", "attach_runtime",
+          "session", "template"]
 
 
 @pytest.fixture(scope="module")
