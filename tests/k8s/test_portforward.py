@@ -53,10 +53,12 @@ def test_keepalive_pings_keep_idle_streams_open(idle_sim, make_backend, keepaliv
             assert run(kc, "print('one')") == "one\n"
             opened = fwd.streams_opened
             time.sleep(1.5)  # idle, three times the simulator's idle limit
-            # without pings the streams were cut and come back by themselves; with them, never cut
-            assert run(kc, "print('two')") == "two\n"
-            assert (fwd.streams_opened == opened) == kept
-            assert (idle_sim.pings > 0) == kept
+            if kept:  # pinged: never cut, and the kernel is there
+                assert fwd.streams_opened == opened and idle_sim.pings > 0
+                assert run(kc, "print('two')") == "two\n"
+            else:  # not pinged: cut again and again (and re-established each time by itself),
+                # so a request may well be lost in a cut: the reason for the pings
+                assert fwd.streams_opened > opened and idle_sim.pings == 0
     finally:
         fwd.close()
     local_ports = set(fwd.local_ports.values())
