@@ -8,6 +8,7 @@ never touch records or links themselves.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import Any, Callable, Iterable
@@ -42,6 +43,10 @@ class RuntimeManager:
         self._backends: dict[tuple[str | None, str], Backend] = {}
         self._links: dict[str, KernelLink] = {}
         self._warned: dict[str, set[int]] = {}
+        self._warn_lock = threading.Lock()
+        self._warn_timers: dict[str, threading.Timer] = {}
+        #: seconds before a walltime ends at which the notebook is warned
+        self.warn_before: tuple[int, ...] = WARN_BEFORE
         #: the latest Observation of each runtime seen by this process (log tail, events)
         self.last_observation: dict[str, Observation] = {}
         self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -164,6 +169,9 @@ class RuntimeManager:
             rt.ends_at = obs.ends_at
         if rt.state.terminal:
             self._drop_link(rt.name)
+            timer = self._warn_timers.pop(rt.name, None)
+            if timer is not None:
+                timer.cancel()
             if self.current == rt.name:
                 self.current = LOCAL
                 self._warn(f"runtime {rt.name!r} is {rt.state.value}; cells run locally again")
@@ -230,6 +238,7 @@ class RuntimeManager:
                             rt.state, rt.ready_at = RuntimeState.READY, time.time()
                             self.store.save(rt)
                             self._links[name], link = link, None
+                            self._schedule_walltime_warnings(rt)
                             if on_update:
                                 on_update(rt, time.monotonic() - start)
                             return rt
@@ -317,16 +326,47 @@ class RuntimeManager:
                                      f"(%request_runtime {died[0]} for a new one)") from None
 
     def _walltime_check(self, rt: Runtime) -> None:
+        """Warn once per threshold crossed (5 min, 1 min before the walltime ends)."""
         left = rt.time_left()
         if left is None:
             return
-        warned = self._warned.setdefault(rt.name, set())
-        crossed = {t for t in WARN_BEFORE if left <= t}
-        if crossed - warned:
+        with self._warn_lock:
+            warned = self._warned.setdefault(rt.name, set())
+            crossed = {t for t in self.warn_before if left <= t}
+            if not crossed - warned:
+                return
             warned |= crossed
-            ends = time.strftime("%H:%M:%S", time.localtime(rt.ends_at))
-            self._warn(f"warning: runtime {rt.name!r} reaches its walltime in {format_seconds(left)} "
-                       f"(at {ends}); save your work")
+        ends = time.strftime("%H:%M:%S", time.localtime(rt.ends_at))
+        self._warn(f"warning: runtime {rt.name!r} reaches its walltime in {format_seconds(left)} "
+                   f"(at {ends}); save your work")
+
+    def _schedule_walltime_warnings(self, rt: Runtime) -> None:
+        """Warn even while no cell runs: a timer fires at the next threshold. In a notebook the
+        warning shows under the cell that made the runtime ready."""
+        old = self._warn_timers.pop(rt.name, None)
+        if old is not None:
+            old.cancel()
+        left = rt.time_left()
+        if left is None or rt.state.terminal:
+            return
+        upcoming = [t for t in self.warn_before if t < left]
+        self._walltime_check(rt)
+        if not upcoming:
+            return
+
+        def fire() -> None:
+            try:
+                current = self.store.load(rt.name)
+            except AiravataError:
+                return
+            if not current.state.terminal:
+                self._walltime_check(current)
+                self._schedule_walltime_warnings(current)
+
+        timer = threading.Timer(max(0.0, left - max(upcoming)), fire)
+        timer.daemon = True
+        self._warn_timers[rt.name] = timer
+        timer.start()
 
     def _mark(self, names: list[str], state: RuntimeState, reason: str) -> None:
         for n in names:
@@ -375,6 +415,9 @@ class RuntimeManager:
         except RuntimeUnavailable:
             pass
         self._drop_link(name)
+        timer = self._warn_timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
         if not rt.state.terminal:
             rt.state, rt.reason = RuntimeState.STOPPED, "stopped by the user"
         else:

@@ -286,10 +286,11 @@ def test_runtimes_table_and_stat(notebook):
 
 def test_walltime_warning_and_expiry(notebook):
     """A 1-minute walltime on the local resource: warned at once, expired after it."""
-    start_demo(notebook, "short", "--walltime 1")
-    cell = notebook.ok("%%run_on short\nprint('working')")
+    notebook.ok("%request_runtime short --resource local --walltime 1")
+    cell = notebook.ok("%wait_for_runtime short")
     assert "reaches its walltime in 0:00:5" in cell.stderr or "reaches its walltime in 0:01:00" in cell.stderr
-    assert "working" in cell.stdout
+    cell = notebook.ok("%%run_on short\nprint('working')")
+    assert "working" in cell.stdout and "walltime" not in cell.stderr  # each warning once
     cell = notebook.ok("%%run_on short\nprint('again')")
     assert "walltime" not in cell.stderr  # each warning once
     home = Path(notebook.env["AIRAVATA_MAGIC_HOME"])
@@ -350,3 +351,22 @@ def test_import_outside_ipython_registers_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import sys, airavata_magic; print('IPython' in sys.modules)"],
                          capture_output=True, text=True, env={**os.environ, "AIRAVATA_MAGIC_HOME": str(tmp_path)})
     assert out.returncode == 0 and out.stdout.strip() == "False"
+
+
+def test_walltime_warning_arrives_while_no_cell_runs(notebook):
+    """The 1-minute warning is raised by a timer, not by the next cell."""
+    notebook.ok("import airavata_magic\nairavata_magic.get_manager().warn_before = (300, 57)")
+    notebook.ok("%request_runtime idle --resource local --walltime 1")
+    cell = notebook.ok("%wait_for_runtime idle")
+    assert "reaches its walltime" in cell.stderr  # 300 s: crossed at once
+    msgs = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            m = notebook.kc.get_iopub_msg(timeout=1)
+        except Exception:  # noqa: BLE001 - queue.Empty
+            continue
+        if m["msg_type"] == "stream" and "reaches its walltime in 0:00:5" in m["content"]["text"]:
+            msgs.append(m)
+            break
+    assert msgs, "no warning while idle"
