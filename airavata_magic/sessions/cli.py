@@ -71,6 +71,14 @@ def _template_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _template_add(args: argparse.Namespace) -> int:
+    from . import templates
+
+    path = templates.add(args.name, args.session, args.inputs)
+    print(f"template {args.name!r} created from session {args.session!r}: {path}")
+    return 0
+
+
 def _template_run(args: argparse.Namespace) -> int:
     from . import templates
 
@@ -152,6 +160,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                                                              required=True)
     p = t.add_parser("list", help="all templates")
     p.set_defaults(func=_template_list)
+    p = t.add_parser("add", help="turn a recorded session into a template")
+    p.add_argument("--name", required=True, help="the template's name")
+    p.add_argument("--session", required=True, help="the recorded session")
+    p.add_argument("--inputs", required=True, help="inputs spec (.yml, .yaml or .toml)")
+    p.set_defaults(func=_template_add)
     for cmd in ("run", "sweep"):
         p = t.add_parser(cmd, help="run a template once" if cmd == "run" else "run a template over a grid")
         p.add_argument("name")

@@ -84,9 +84,7 @@ def test_sweep_six_combinations_two_in_parallel_one_fails(tmp_path, magic_home, 
     ], runtimes={"w": {"resource": "local", "kind": "local", "spec": {"walltime": 5}}})
     (tmp_path / "spec.toml").write_text('[inputs.lr]\ntype = "float"\ndefault = 0.1\n[inputs.epochs]\ntype = "int"\n')
     assert cli.main(["template", "list"]) == 0
-    from airavata_magic.sessions import templates
-
-    templates.add("fit", "fit", str(tmp_path / "spec.toml"))
+    assert cli.main(["template", "add", "--name", "fit", "--session", "fit", "--inputs", str(tmp_path / "spec.toml")]) == 0
     (tmp_path / "grid.yml").write_text("grid:\n  lr: [0.1, 0.25, 1.0]\n  epochs: [1, 2]\n")
     rc = cli.main(["template", "sweep", "fit", "--grid", str(tmp_path / "grid.yml"), "--parallel", "2",
                    "--output-dir", str(tmp_path / "sweep")])
