@@ -186,21 +186,29 @@ def notebook_factory(tmp_path: Path, magic_home: Path) -> Iterator:
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
         nb.shutdown()
-    # Whatever a test left running (e.g. after killing the notebook kernel) is stopped by pid.
-    _stop_leftover_local_kernels(magic_home)
+    # Whatever a test left running (e.g. after killing the notebook kernel) is stopped from here,
+    # through the same backends: local kernels by pid, Slurm jobs by scancel, pods by delete.
+    stop_leftover_runtimes(magic_home)
 
 
-def _stop_leftover_local_kernels(home: Path) -> None:
-    import json
-    import signal
+def stop_leftover_runtimes(home: Path) -> None:
+    """Stop every live runtime recorded under an AIRAVATA_MAGIC_HOME."""
+    from airavata_magic.manager import RuntimeManager
+    from airavata_magic.runtime import RuntimeStore
 
-    for rec in (home / "runtimes").glob("*.json") if (home / "runtimes").exists() else []:
-        try:
-            pid = json.loads(rec.read_text()).get("backend_state", {}).get("pid")
-            if pid and json.loads(rec.read_text()).get("kind") == "local":
-                os.killpg(int(pid), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+    if not (home / "runtimes").exists():
+        return
+    manager = RuntimeManager(RuntimeStore(home), warn=lambda _text: None)
+    try:
+        for rt in manager.store.all():
+            if rt.state.terminal and rt.kind == "local":
+                continue
+            try:
+                manager.stop(rt.name)
+            except Exception:  # noqa: BLE001 - cleanup must go on to the next runtime
+                pass
+    finally:
+        manager.close()
 
 
 @pytest.fixture
