@@ -211,3 +211,34 @@ def test_interrupted_papermill_leaves_no_runtime_behind(tmp_path, magic_home, pr
     assert rec["state"] == "stopped"
     pid = int((tmp_path / "slow.pid").read_text())
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_the_async_kernel_manager_jupyter_server_uses(tmp_path, magic_home, preset_env):
+    """jupyter_server (JupyterLab) drives kernels with AsyncIOLoopKernelManager inside its event loop."""
+    import asyncio
+
+    from jupyter_client.ioloop import AsyncIOLoopKernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from airavata_magic.sessions.kernelspec import write_spec
+
+    write_spec("lcpu", tmp_path / "ks" / "kernels")
+
+    async def session() -> str:
+        ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "ks" / "kernels")])
+        km = AsyncIOLoopKernelManager(kernel_name="airavata-lcpu", kernel_spec_manager=ksm)
+        await km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            assert await km.is_alive()
+            reply = await kc.execute_interactive("print('from the runtime')", timeout=30)
+            return reply["content"]["status"]
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel()
+
+    assert asyncio.run(session()) == "ok"
+    rec = json.loads(next((magic_home / "runtimes").glob("lcpu-*.json")).read_text())
+    assert rec["state"] in ("stopped", "dead")
