@@ -54,3 +54,7 @@ class RuntimeFailed(RuntimeUnavailable):
     def __init__(self, message: str, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class RequestLost(AiravataError):
+    """A cell's request was lost when a tunnel dropped; the runtime itself may be fine."""

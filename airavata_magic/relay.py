@@ -18,10 +18,11 @@ import zmq
 from jupyter_client.session import Session
 from zmq.utils.monitor import recv_monitor_message
 
-from .errors import KernelDied
+from .errors import KernelDied, RequestLost
 
 HEARTBEAT_INTERVAL = 1.0  # seconds between pings while a cell runs
 HEARTBEAT_TIMEOUT = 3.5  # no pong for this long = the kernel (or its tunnel) is gone
+LOST_REQUEST_AFTER = 10.0  # a request unanswered this long after a reconnect was lost in the drop
 POLL_MS = 250  # longest wait on the sockets before checking heartbeat, walltime and liveness
 
 
@@ -76,6 +77,9 @@ class KernelLink:
         self._iopub_connects = 0
         self.iopub.connect(self._url("iopub_port"))
         self._hb: zmq.Socket | None = None
+        #: the kernel's own Session id, from its kernel_info reply: a different one later means
+        #: the kernel was replaced (e.g. restarted by a kubelet) and its state is gone
+        self.kernel_session: str | None = None
         self._hb_sent_at: float | None = None
         self._hb_ok_at = time.monotonic()
         self.closed = False
@@ -140,6 +144,17 @@ class KernelLink:
                 seen = self._iopub_connects > 1
         return seen
 
+    def check_kernel_session(self, msg: dict[str, Any]) -> None:
+        """Remember the kernel's session id; raise ``KernelDied`` if a message shows another."""
+        session = msg["header"].get("session")
+        if not session:
+            return
+        if self.kernel_session is None:
+            self.kernel_session = session
+        elif session != self.kernel_session:
+            raise KernelDied(f"the kernel{self._of()} was replaced by a new one (it died and was restarted); "
+                             "its variables are gone", self.label)
+
     def _of(self) -> str:
         return f" of runtime {self.label!r}" if self.label else ""
 
@@ -190,6 +205,7 @@ class KernelLink:
                 msg = self.recv(self.shell)
                 if msg["msg_type"] == "kernel_info_reply":
                     reply = msg["content"]
+                    self.check_kernel_session(msg)
             if self.iopub in events:
                 self.recv(self.iopub)
                 iopub_seen = True
@@ -219,6 +235,8 @@ class _Execution:
         self.outcome = CellOutcome(label=link.label)
         self.replied = False
         self.idle = False
+        self.started = False  # any iopub message for this request has arrived
+        self.reconnected_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -227,6 +245,8 @@ class _Execution:
     def on_iopub(self, msg: dict[str, Any]) -> None:
         if msg["parent_header"].get("msg_id") != self.msg_id:
             return
+        self.link.check_kernel_session(msg)
+        self.started = True
         t, c = msg["msg_type"], msg["content"]
         label = self.link.label
         if t == "stream":
@@ -256,6 +276,7 @@ class _Execution:
     def on_shell(self, msg: dict[str, Any]) -> None:
         if msg["parent_header"].get("msg_id") != self.msg_id or msg["msg_type"] != "execute_reply":
             return
+        self.link.check_kernel_session(msg)
         c = msg["content"]
         self.replied = True
         self.outcome.status = c.get("status", "error")
@@ -353,6 +374,12 @@ def _drive(runs: list[_Execution], *, interrupt: Callable[[KernelLink], None] | 
             for run in runs:
                 if not run.done:
                     run.link.heartbeat_tick(now)
+                    if not run.started:
+                        if run.reconnected_at is None and run.link.reconnected():
+                            run.reconnected_at = now
+                        if run.reconnected_at is not None and now - run.reconnected_at > LOST_REQUEST_AFTER:
+                            raise RequestLost(f"the connection to {run.link.label or 'the kernel'} dropped while "
+                                              "the cell was being sent and it never started; run the cell again")
                     if alive is not None and alive(run.link) is False:
                         raise KernelDied(f"the kernel{run.link._of()} has exited", run.link.label)
             if tick is not None and now - last_tick >= 1.0:

@@ -370,3 +370,26 @@ def test_walltime_warning_arrives_while_no_cell_runs(notebook):
             msgs.append(m)
             break
     assert msgs, "no warning while idle"
+
+
+def test_a_replaced_kernel_is_reported_not_silently_used(remote):
+    """A kernel restarted behind our back (same ports and key) must not run cells as if nothing
+    happened: its variables are gone. Simulated by restarting the process outside the manager."""
+    remote.ok("z = 1")
+    home = Path(remote.env["AIRAVATA_MAGIC_HOME"])
+    rec = json.loads((home / "runtimes" / "demo.json").read_text())
+    conn = rec["backend_state"]["connection_file"]
+    os.killpg(rec["backend_state"]["pid"], signal.SIGKILL)
+    import subprocess
+    import sys
+
+    time.sleep(0.3)
+    proc = subprocess.Popen([sys.executable, "-m", "ipykernel_launcher", "-f", conn], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(2.0)
+        cell = remote.run("print(z)", timeout=30)
+        assert cell.status == "error"
+        assert "was replaced" in cell.stderr or "has exited" in cell.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
