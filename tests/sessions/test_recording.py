@@ -195,3 +195,19 @@ def test_session_load_reads_a_needed_secret_from_the_environment_and_says_so(not
     nb3 = notebook_factory()
     cell = nb3.run("%session load withsecret", stdin=["typed-secret"])
     assert cell.status == "ok" and "key length 12" in cell.stdout and "secret 'api_key': asked for" in cell.stderr
+
+
+def test_display_updates_and_clear_output_are_journaled_as_the_frontend_shows_them(notebook, magic_home):
+    nb = notebook
+    nb.ok("%session start displays")
+    nb.ok("from IPython.display import display, clear_output\nh = display('v1', display_id=True)")
+    nb.ok("h.update('v2 from a later cell')")
+    nb.ok("for i in range(3):\n    clear_output(wait=True)\n    print('progress', i)")
+    nb.ok("print('a')\nclear_output()\nprint('b')")
+    nb.ok("%session stop")
+    cells = read_nb(magic_home / "sessions" / "displays.ipynb")["cells"]
+    assert [o["data"]["text/plain"] for o in cells[0]["outputs"]] == ["'v2 from a later cell'"]
+    assert cells[1]["outputs"] == []
+    assert [o["text"] for o in cells[2]["outputs"]] == ["progress 2\n"]
+    assert [o["text"] for o in cells[3]["outputs"]] == ["b\n"]
+    nbformat.validate(nbformat.from_dict(read_nb(magic_home / "sessions" / "displays.ipynb")))
