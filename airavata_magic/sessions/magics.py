@@ -5,43 +5,21 @@ magics and the recorder's ``pre_run_cell``/``post_run_cell`` event hooks.
 """
 from __future__ import annotations
 
-import functools
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..errors import AiravataError
+from ..magics import parse as _parse
+from ..magics import user_errors as _user_errors
 from .recorder import Recorder
 
 # export, templates and nbformat are imported when a magic needs them: loading the extension
 # stays cheap for notebooks that never record.
 
 _SESSION_ARITY = {"start": (1, 1), "stop": (0, 0), "list": (0, 0), "show": (1, 1), "load": (1, 1), "export": (2, 2)}
-
-
-def _user_errors(fn: Callable) -> Callable:
-    """This package's errors (and bad argument strings) become one-line UsageErrors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except AiravataError as e:
-            raise UsageError(str(e)) from None
-        except ValueError as e:
-            raise UsageError(f"cannot parse the arguments: {e}") from None
-
-    return wrapper
-
-
-def _parse(magic: Callable, line: str):
-    try:
-        return parse_argstring(magic, line)
-    except ValueError as e:
-        raise UsageError(f"cannot parse the arguments: {e}") from None
 
 
 @magics_class

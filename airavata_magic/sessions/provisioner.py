@@ -22,7 +22,6 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import asdict
 from typing import Any
 
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
@@ -83,10 +82,8 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                                 f"does not define (presets: {', '.join(sorted(prof.presets)) or 'none'})")
         # A fresh runtime per kernel, named after the preset, with exactly the preset's settings.
         name = f"{self.runtime[:40]}-{(self.kernel_id or uuid.uuid4().hex)[:8]}"
-        overrides = {k: v for k, v in asdict(preset.spec).items() if v is not None}
         mgr = self._mgr()
-        mgr.request(name, file=self.profile, resource=None if preset.use else preset.resource,
-                    use=",".join(preset.use) if preset.use else None, overrides=overrides)
+        mgr.request(name, file=self.profile, preset=self.runtime)
         self._name, self._exit, self._stopped = name, None, False
         _LIVE.add(self)
 
@@ -97,8 +94,7 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         try:
             rt = mgr.wait(name, timeout=self.wait_timeout, on_update=cancelled)
             # The KernelManager connects by itself; the manager's own link is not needed.
-            if hasattr(mgr, "_drop_link"):
-                mgr._drop_link(name)
+            mgr.release_link(name)
             info = mgr.backend_for(rt).connection(rt)
             if info is None:
                 raise AiravataError(f"runtime {name!r} is ready but reports no connection info")
