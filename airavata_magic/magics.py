@@ -9,7 +9,6 @@ import ast
 import functools
 import html
 import sys
-import time
 from typing import Any, Callable
 
 from IPython.core.error import UsageError
