@@ -120,23 +120,38 @@ def bare_many(manager: RuntimeManager, profile: str, names: list[str]) -> tuple[
     sftp.close()
     conn.run(["scancel", *jobs])
     conn.close()
+    _last_jobs.extend(jobs)
     return elapsed, ",".join(jobs)
 
 
+_last_jobs: list[str] = []  # the jobs of the previous measurement
+
+
 def wait_idle(conn: SshConnection, timeout: float = 30) -> None:
-    """Start each measurement on an idle cluster: no job of ours pending, running or completing."""
+    """Start each measurement once the previous measurement's jobs are gone (not pending, running
+    or completing), so that no measurement pays for the previous one's teardown. Jobs of other
+    users of the test bed are left alone (and are a source of noise: run this on a quiet machine)."""
+    if not _last_jobs:
+        return
+    ids = ",".join(_last_jobs)
     deadline = time.monotonic() + timeout
-    while conn.run("squeue -h -u \"$USER\" -t PD,R,CG,CF")[1].strip() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        out = conn.run(["squeue", "-h", "-a", "-j", ids, "-t", "PD,R,CG,CF", "-o", "%i"])[1]
+        if not out.strip():
+            break
         time.sleep(0.1)
+    _last_jobs.clear()
 
 
 def ours_start(manager: RuntimeManager, profile: str, name: str) -> float:
     backend = manager._backend(profile, load_profile(profile).resource("hpc"))
     wait_idle(backend.conn)
     t0 = time.perf_counter()
-    manager.request(name, file=profile, resource="hpc")
+    rt, _ = manager.request(name, file=profile, resource="hpc")
     manager.wait(name, timeout=120)
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    _last_jobs.append(rt.job_id)
+    return elapsed
 
 
 def cells(manager: RuntimeManager, profile: str, n: int) -> None:
@@ -205,9 +220,10 @@ def main() -> int:
             one.append(ours_start(manager, profile, f"one{k}"))
             manager.stop(f"one{k}")
             names = [f"m{k}-{i}" for i in range(args.many)]
+            wait_idle(manager._backend(profile, load_profile(profile).resource("hpc")).conn)
             t0 = time.perf_counter()
             for n in names:
-                manager.request(n, file=profile, resource="hpc")
+                _last_jobs.append(manager.request(n, file=profile, resource="hpc")[0].job_id)
             for n in names:
                 manager.wait(n, timeout=300)
             many.append(time.perf_counter() - t0)

@@ -359,7 +359,7 @@ class Backoff:
     seconds after), then longer and longer while nothing does. A queued job can wait for hours;
     one query per runtime per second would be rude to a shared login node."""
 
-    def __init__(self, first: float = 0.15, factor: float = 1.5, cap: float = 5.0, hold: float = 10.0,
+    def __init__(self, first: float = 0.1, factor: float = 1.5, cap: float = 5.0, hold: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.first, self.factor, self.cap, self.hold = first, factor, cap, hold
         self.clock = clock

@@ -79,7 +79,7 @@ class SlurmBackend(RemoteKernelBackend):
     profile_keys = {**SSH_KEYS, "partition": validators.text, "account": validators.text}
     required_keys = ("host",)
     # The manager's wait loop grows this itself; observe() answers from a cache while fresh.
-    poll_interval = 0.15
+    poll_interval = 0.1
 
     def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)

@@ -34,7 +34,7 @@ class SshBackend(RemoteKernelBackend):
     """Kernels started over SSH on one host, without a scheduler."""
 
     kind = "ssh"
-    poll_interval = 0.15
+    poll_interval = 0.1
 
     def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
