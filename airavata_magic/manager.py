@@ -42,6 +42,7 @@ class RuntimeManager:
         self.last_routed: list[str] = []
         self._backends: dict[tuple[str | None, str], Backend] = {}
         self._links: dict[str, KernelLink] = {}
+        self._ready: dict[str, tuple[Runtime, Backend]] = {}  # record + backend kept with each link
         self._warned: dict[str, set[int]] = {}
         self._warn_lock = threading.Lock()
         self._warn_timers: dict[str, threading.Timer] = {}
@@ -267,7 +268,16 @@ class RuntimeManager:
         return f"cells run on {name!r}{hint}"
 
     def link(self, name: str) -> KernelLink:
-        """The connected link of a ready runtime (connecting on first use in this process)."""
+        """The connected link of a ready runtime (connecting on first use in this process).
+
+        The per-cell fast path touches no file: the record read when the link was made is
+        kept with it; the heartbeat and the backend's liveness check catch a runtime that ends."""
+        link = self._links.get(name)
+        ready = self._ready.get(name)
+        if link is not None and not link.closed and ready is not None:
+            ends_at = ready[0].ends_at
+            if ends_at is None or time.time() < ends_at:
+                return link
         rt = self.get(name)
         if rt.ends_at is not None and time.time() >= rt.ends_at and not rt.state.terminal:
             self.refresh([rt])
@@ -291,14 +301,15 @@ class RuntimeManager:
                 self._mark_dead([name], str(e))
                 raise
             self._links[name] = link
+        self._ready[name] = (rt, self.backend_for(rt))
         return link
 
     def run(self, names: list[str], code: str, sink: OutputSink, *, allow_stdin: bool = True,
             silent: bool = False, user_expressions: dict[str, str] | None = None) -> list[CellOutcome]:
         """Run one cell on one or several ready runtimes and relay its output to ``sink``."""
         links = [self.link(n) for n in names]
-        records = {n: self.get(n) for n in names}
-        backends = {n: self.backend_for(records[n]) for n in names}
+        records = {n: self._ready[n][0] for n in names}
+        backends = {n: self._ready[n][1] for n in names}
         for n in names:
             self._walltime_check(records[n])
 
@@ -385,6 +396,7 @@ class RuntimeManager:
         self._drop_link(name)
 
     def _drop_link(self, name: str) -> None:
+        self._ready.pop(name, None)
         link = self._links.pop(name, None)
         if link is not None:
             link.close()

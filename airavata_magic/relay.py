@@ -112,9 +112,9 @@ class KernelLink:
         return self._hb
 
     def heartbeat_start(self, now: float) -> None:
-        """A cell starts: ping at once; the death clock starts now."""
+        """A cell starts: the death clock starts now; the first ping goes out after
+        HEARTBEAT_INTERVAL, so short cells cost no heartbeat traffic at all."""
         self._hb_ok_at = now
-        self._hb_socket().send(b"ping")
         self._hb_sent_at = now
 
     def heartbeat_tick(self, now: float) -> None:
