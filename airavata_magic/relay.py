@@ -9,13 +9,15 @@ decides where output goes (``NotebookSink``: the notebook kernel's own display m
 from __future__ import annotations
 
 import getpass
+import json
 import sys
+from hmac import compare_digest
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import zmq
-from jupyter_client.session import Session
+from jupyter_client.session import DELIM, Session
 from zmq.utils.monitor import recv_monitor_message
 
 from .errors import KernelDied, RequestLost
@@ -171,13 +173,30 @@ class KernelLink:
         self.session.send(self.control, self.session.msg("shutdown_request", {"restart": restart}))
 
     def recv(self, socket: zmq.Socket, content: bool = True) -> dict[str, Any]:
-        """One verified (HMAC) message. With ``content=False`` the content stays packed bytes,
-        so large stream output can be passed on without decoding and re-encoding it."""
-        _idents, parts = self.session.feed_identities(socket.recv_multipart(copy=False), copy=False)
-        msg = self.session.deserialize(parts, content=content, copy=False)
-        if not content and not isinstance(msg["content"], (bytes, dict)):
-            msg["content"] = bytes(msg["content"])
-        return msg
+        """One message, its HMAC verified. Headers are parsed without jupyter_client's date
+        conversion (half a millisecond per cell we do not need). With ``content=False`` the
+        content stays packed bytes, so large stream output is passed on without decoding."""
+        frames = socket.recv_multipart(copy=False)
+        for i, f in enumerate(frames):
+            if f.bytes == DELIM:
+                break
+        else:
+            raise ValueError("a kernel message without the <IDS|MSG> delimiter")
+        parts = [f.bytes for f in frames[i + 1 : i + 6]]
+        if len(parts) < 5:
+            raise ValueError("a truncated kernel message")
+        if self.session.auth is not None and not compare_digest(parts[0], self.session.sign(parts[1:5])):
+            raise ValueError("a kernel message with a bad signature (wrong key?)")
+        header = json.loads(parts[1])
+        return {
+            "header": header,
+            "msg_id": header.get("msg_id"),
+            "msg_type": header.get("msg_type"),
+            "parent_header": json.loads(parts[2]),
+            "metadata": json.loads(parts[3]),
+            "content": json.loads(parts[4]) if content else parts[4],
+            "buffers": [f.buffer for f in frames[i + 6 :]],
+        }
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         """Wait until the kernel answers ``kernel_info`` AND its iopub reaches us.
