@@ -80,7 +80,9 @@ def _cmd_authenticate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="airavata-magic", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="airavata-magic",
+        description="Runtimes, batch commands, sessions and templates of airavata-magic, from a terminal.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
