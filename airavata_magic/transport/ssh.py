@@ -382,16 +382,15 @@ class Forward:
                 client, _ = self._server.accept()
             except OSError:
                 return  # closed
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 chan = self.conn.open_channel(*self.remote)
-            except TransportError:
+            except (TransportError, OSError):
                 client.close()  # the peer (ZeroMQ) retries; we try again on its next connect
                 continue
             with self._lock:
                 if self._closed.is_set():
-                    client.close()
-                    chan.close()
+                    _close_pair(client, chan)
                     return
                 self._pairs.add((client, chan))
             threading.Thread(target=self._pump, args=(client, chan, True), daemon=True).start()
@@ -423,10 +422,12 @@ class Forward:
     def close(self) -> None:
         """Stop listening and close every forwarded connection."""
         self._closed.set()
-        try:
-            self._server.close()
-        except OSError:
-            pass
+        # shutdown() wakes the thread blocked in accept(); close() alone leaves the port listening.
+        for closer in (lambda: self._server.shutdown(socket.SHUT_RDWR), self._server.close):
+            try:
+                closer()
+            except OSError:
+                pass
         self.drop_connections()
 
     def drop_connections(self) -> None:
