@@ -197,3 +197,14 @@ def test_backoff_stays_short_while_things_change_then_grows_to_the_cap():
     assert b.interval == 0.2
     b.reset()
     assert not b.fresh("k")
+
+
+def test_an_unavailable_test_bed_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from .testbed import unavailable
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="Slurm test bed unavailable: apt-get failed"):
+        unavailable("apt-get failed")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="apt-get failed"):
+        unavailable("apt-get failed")
