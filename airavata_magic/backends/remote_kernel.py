@@ -34,6 +34,7 @@ from .base import AuthResult, Backend, ConnectionInfo, Resource
 
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 LOG_TAIL_BYTES = 2000
+SEED_WAIT_S = 1.0  # how long connection() waits for a starting kernel to bind its ports
 DEFAULT_WORK_DIR = "~/.airavata-magic"
 
 
@@ -263,18 +264,39 @@ class RemoteKernelBackend(Backend):
         return [self.python, self.ensure_launcher(), rundir, *extra]
 
     # -- kernel connection -----------------------------------------------------------------
+    def _read_connection_file(self, runtime: Runtime) -> dict[str, Any] | None:
+        """The kernel's connection file once its ports are bound; None before. The caller asks
+        when the job runs; the launcher writes its seed (ports 0) and the kernel binds within a
+        fraction of a second: wait for that here briefly (reading every 50 ms, as one would by
+        hand) rather than let the caller sleep a whole, growing poll interval."""
+        path = f"{self.rundir(runtime)}/kernel.json"
+        deadline = time.monotonic() + SEED_WAIT_S
+        while True:
+            raw = self.conn.read_file(path)
+            if not raw:
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
+                continue
+            try:
+                info = json.loads(raw)
+                if all(int(info[p]) for p in PORT_NAMES):
+                    return info
+            except (ValueError, KeyError, TypeError):
+                pass  # being written; read again
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
     def connection(self, runtime: Runtime) -> ConnectionInfo | None:
-        raw = self.conn.read_file(f"{self.rundir(runtime)}/kernel.json")
-        if not raw:
+        info = self._read_connection_file(runtime)
+        if info is None:
             return None
         try:
-            info = json.loads(raw)
             ports = [int(info[p]) for p in PORT_NAMES]
             key, ip = str(info["key"]), str(info["ip"])
         except (ValueError, KeyError, TypeError):
-            return None  # being written; the next call reads it whole
-        if not all(ports):
-            return None  # the seed: the kernel has not bound its ports yet
+            return None
         if ip in ("0.0.0.0", "", "*"):
             raise BackendError(f"runtime {runtime.name!r}: the kernel binds {ip!r}; refusing to use an exposed kernel")
         fingerprint = (ip, tuple(ports), key)
