@@ -441,7 +441,10 @@ class RuntimeManager:
         return msg
 
     def stop_all(self) -> list[str]:
-        return [self.stop(rt.name) for rt in self.store.all() if not rt.state.terminal]
+        """Stop every live runtime of this user, and clean up dead ones (a kernel that stopped
+        answering may still hold its job or process)."""
+        return [self.stop(rt.name) for rt in self.store.all()
+                if not rt.state.terminal or rt.state == RuntimeState.DEAD]
 
     def attach(self, name: str, timeout: float = 30) -> str:
         rt = self.get(name)

@@ -201,8 +201,6 @@ def stop_leftover_runtimes(home: Path) -> None:
     manager = RuntimeManager(RuntimeStore(home), warn=lambda _text: None)
     try:
         for rt in manager.store.all():
-            if rt.state.terminal and rt.kind == "local":
-                continue
             try:
                 manager.stop(rt.name)
             except Exception:  # noqa: BLE001 - cleanup must go on to the next runtime
