@@ -297,8 +297,13 @@ def ensure_kernel_venv() -> Path:
     os.chmod(CACHE, 0o755)
     shutil.rmtree(KERNEL_VENV, ignore_errors=True)
     if subprocess.run(["/usr/bin/python3", "-c", "import ensurepip, venv"], capture_output=True).returncode:
-        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-venv"], "installing python3-venv",
-             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-venv"]
+        try:
+            _run(argv, "installing python3-venv", env=env)
+        except TestbedError:  # a fresh machine has no package lists yet
+            _run(["apt-get", "update", "-q"], "apt-get update", env=env)
+            _run(argv, "installing python3-venv", env=env)
     _run(["/usr/bin/python3", "-m", "venv", str(KERNEL_VENV)], "creating the kernel venv")
     _run([str(python), "-m", "pip", "install", "-q", "ipykernel"], "installing ipykernel in the kernel venv")
     _run(["chmod", "-R", "a+rX", str(KERNEL_VENV)], "making the kernel venv readable")
