@@ -43,16 +43,9 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
-    seen: list[tuple[str, str]] = []
+    from .manager import print_state_changes
 
-    def report(rt, elapsed: float) -> None:
-        key = (rt.state.value, rt.reason)
-        if not seen or seen[-1] != key:
-            seen.append(key)
-            print(f"[{elapsed:6.1f} s] {rt.name}: {rt.state.value}{' (' + rt.reason + ')' if rt.reason else ''}",
-                  flush=True)
-
-    _manager().wait(args.name, timeout=getattr(args, "timeout", None), on_update=report)
+    _manager().wait(args.name, timeout=getattr(args, "timeout", None), on_update=print_state_changes())
     return 0
 
 
@@ -73,9 +66,9 @@ def _cmd_stat(args: argparse.Namespace) -> int:
 
 def _cmd_authenticate(args: argparse.Namespace) -> int:
     rows = _manager().authenticate(args.file, args.resources or None)
-    width = max(len(r.resource) for r in rows)
-    for r in rows:
-        print(f"{r.resource:<{width}}  {r.kind:<10}  {'ok' if r.ok else 'FAILED'}  {r.detail}")
+    from .manager import auth_rows
+
+    print("\n".join(auth_rows(rows)))
     return 0 if all(r.ok for r in rows) else 1
 
 

@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .errors import AiravataError, RuntimeFailed
-from .manager import RuntimeManager, format_seconds
+from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
 from .relay import CellOutcome, NotebookSink
 from .runtime import LOCAL, Runtime, validate_name
 
@@ -153,9 +153,7 @@ class RuntimeMagics(Magics):
         """Check each resource's credentials for real and print one row per resource."""
         args = parse(self.authenticate, line)
         rows = self.manager.authenticate(args.file, args.resources or None)
-        width = max(len(r.resource) for r in rows)
-        for r in rows:
-            print(f"{r.resource:<{width}}  {r.kind:<10}  {'ok' if r.ok else 'FAILED'}  {r.detail}")
+        print("\n".join(auth_rows(rows)))
 
     @magic_arguments()
     @argument("name", help="runtime name, or a preset from the profile's runtimes:")
@@ -222,16 +220,7 @@ class RuntimeMagics(Magics):
                 raise
             print(f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})")
         else:
-            seen: list[tuple[str, str]] = []
-
-            def report(rt: Runtime, elapsed: float) -> None:
-                key = (rt.state.value, rt.reason)
-                if not seen or seen[-1] != key:
-                    seen.append(key)
-                    why = f" ({rt.reason})" if rt.reason else ""
-                    print(f"[{elapsed:6.1f} s] {name}: {rt.state.value}{why}", flush=True)
-
-            self.manager.wait(name, timeout=timeout, on_update=report)
+            self.manager.wait(name, timeout=timeout, on_update=print_state_changes())
 
     # -- cells -------------------------------------------------------------------------------
     @magic_arguments()

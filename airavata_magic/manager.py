@@ -32,6 +32,26 @@ def format_seconds(seconds: float | None) -> str | None:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def auth_rows(rows: list[AuthResult]) -> list[str]:
+    """``%authenticate`` / ``airavata-magic authenticate`` output: one aligned line per resource."""
+    width = max((len(r.resource) for r in rows), default=0)
+    return [f"{r.resource:<{width}}  {r.kind:<10}  {'ok' if r.ok else 'FAILED'}  {r.detail}" for r in rows]
+
+
+def print_state_changes() -> Callable[[Runtime, float], None]:
+    """An ``on_update`` for ``wait()`` that prints one line each time state or reason changes."""
+    last: list[tuple[str, str]] = []
+
+    def report(rt: Runtime, elapsed: float) -> None:
+        key = (rt.state.value, rt.reason)
+        if last != [key]:
+            last[:] = [key]
+            why = f" ({rt.reason})" if rt.reason else ""
+            print(f"[{elapsed:6.1f} s] {rt.name}: {rt.state.value}{why}", flush=True)
+
+    return report
+
+
 class RuntimeManager:
     """Requests, follows, connects to and stops this user's runtimes."""
 

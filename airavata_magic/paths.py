@@ -33,8 +33,11 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + rename), mode 0600."""
+def write_private(path: Path, data: bytes | str, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + rename), mode 0600.
+
+    ``fsync=False`` keeps the atomicity against a crashing process but not against a crashing
+    machine, for writes on a hot path (the session journal)."""
     private_dir(path.parent)
     if isinstance(data, str):
         data = data.encode()
@@ -44,7 +47,8 @@ def write_private(path: Path, data: bytes | str) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -129,8 +129,7 @@ class KernelLink:
             self._hb_sent_at = now
 
     def heartbeat_received(self, now: float) -> None:
-        assert self._hb is not None
-        self._hb.recv()
+        self._hb_socket().recv()
         self._hb_ok_at = now
 
     def reconnected(self) -> bool:

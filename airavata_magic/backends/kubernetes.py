@@ -501,7 +501,9 @@ class KubernetesBackend(Backend):
     @property
     def namespace(self) -> str:
         self._api()
-        assert self._namespace is not None
+        if self._namespace is None:
+            raise BackendError(f"resource {self.resource.name!r}: no Kubernetes namespace could be determined; "
+                               "set namespace: in the profile")
         return self._namespace
 
     def _api(self) -> Any:
@@ -833,6 +835,7 @@ class KubernetesBackend(Backend):
             raise BackendError(f"runtime {runtime.name!r} is not running yet; nothing to restart")
         kc = BlockingKernelClient()
         kc.load_connection_info(info)
+        # jupyter_client channel selection (shell/control sockets), not a subprocess shell
         kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=True)
         try:
             kc.control_channel.send(kc.session.msg("shutdown_request", {"restart": True}))

@@ -88,7 +88,7 @@ class JournalFile:
         """Write the whole notebook atomically (temp file + rename) and reopen it for appends."""
         body = _HEAD + b"".join((b"," if i else b"") + c + b"\n" for i, c in enumerate(self._cells))
         tail = self._tail()
-        _write_atomic(self.path, body + tail)
+        paths.write_private(self.path, body + tail, fsync=False)  # see the module docstring
         self.close()
         self._fd = os.open(self.path, os.O_WRONLY)
         self._tail_at, self._tail_len = len(body), len(tail)
@@ -123,25 +123,6 @@ class JournalFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file + rename, mode 0600, no fsync (see the module docstring for why)."""
-    import tempfile
-
-    paths.private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def new_code_cell(source: str, outputs: list[dict[str, Any]], execution_count: int | None,

@@ -14,31 +14,22 @@ from __future__ import annotations
 
 import itertools
 import time
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from .. import paths
 from ..errors import InvalidArgument
 from .runner import RunResult, run_notebook
-from .templates import Input, TemplateStore, check_value, resolve_parameters
+from .templates import Input, TemplateStore, check_value, read_values_file, resolve_parameters
 
 MAX_RUNS = 1000
 
 
 def load_grid(path: str | Path, inputs: dict[str, Input]) -> dict[str, list[Any]]:
     """Read and validate a grid: every key an input, every value a list of the declared type."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-        doc = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
-    except FileNotFoundError:
-        raise InvalidArgument(f"grid {p}: file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise InvalidArgument(f"grid {p}: cannot read ({e})".replace("\n", " ")) from None
+    p, doc = read_values_file(path, "grid")
     if isinstance(doc, dict) and set(doc) == {"grid"}:
         doc = doc["grid"]
     if not isinstance(doc, dict) or not doc:

@@ -275,6 +275,18 @@ def add(name: str, session: str, spec_path: str, *, sessions: SessionStore | Non
     return path
 
 
+def read_values_file(path: str | Path, what: str) -> tuple[Path, Any]:
+    """Read a YAML or TOML file of values (by suffix); errors name ``what`` and the file."""
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+        return p, (tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text))
+    except FileNotFoundError:
+        raise InvalidArgument(f"{what} {p}: file not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise InvalidArgument(f"{what} {p}: cannot read ({e})".replace("\n", " ")) from None
+
+
 def resolve_parameters(inputs: dict[str, Input], input_file: str | None = None,
                        pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Typed, validated parameters from an input file (YAML/TOML mapping) and ``-p`` pairs
@@ -282,14 +294,7 @@ def resolve_parameters(inputs: dict[str, Input], input_file: str | None = None,
     values: dict[str, Any] = {n: i.default for n, i in inputs.items() if not i.required}
     known = ", ".join(inputs)
     if input_file:
-        p = Path(input_file).expanduser()
-        try:
-            text = p.read_text(encoding="utf-8")
-            doc = tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text)
-        except FileNotFoundError:
-            raise InvalidArgument(f"input file {p}: file not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-            raise InvalidArgument(f"input file {p}: cannot read ({e})".replace("\n", " ")) from None
+        p, doc = read_values_file(input_file, "input file")
         doc = doc or {}
         if not isinstance(doc, dict):
             raise InvalidArgument(f"input file {p}: expected a mapping of input names to values")

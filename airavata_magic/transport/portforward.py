@@ -186,7 +186,8 @@ class PodPortForward:
                     if key.fileobj is self._wake_r or self.closed:
                         return
                     lsock = key.fileobj
-                    assert isinstance(lsock, socket.socket)
+                    if not isinstance(lsock, socket.socket):
+                        continue
                     try:
                         conn, _ = lsock.accept()
                     except (BlockingIOError, OSError):

@@ -120,7 +120,8 @@ class SshConnection:
             client = self._client = self._connect()
             self.connects += 1
             t = client.get_transport()
-            assert t is not None
+            if t is None:
+                raise TransportError(f"SSH to {self.target.label}: the connection closed right after login")
             threading.Thread(target=self._watch, args=(client, t), name=f"ssh-watch:{self.target.label}",
                              daemon=True).start()
             return t
@@ -182,7 +183,8 @@ class SshConnection:
         except OSError as e:
             raise TransportError(f"SSH to {tg.label} failed: {e.strerror or e}") from None
         t = client.get_transport()
-        assert t is not None
+        if t is None:
+            raise TransportError(f"SSH to {tg.label}: the connection closed right after login")
         t.set_keepalive(KEEPALIVE_S)
         return client
 
