@@ -1,0 +1,134 @@
+"""Bulk bytes over SSH with asyncssh (through the sshfs filesystem's connection and event loop).
+
+Measured on loopback (bench/bench_copy.py, TESTBED.md): asyncssh with the server's largest read
+size and many requests in flight is within a few percent of OpenSSH ``scp``; paramiko's SFTP
+reads in fixed 32 KiB requests and reaches about 0.6x. So bulk bytes go through asyncssh here,
+while short control commands (sha256sum, cp, mv) use the resource's pooled paramiko connection.
+
+Transfers read and write in large chunks *in order*, with the next chunk already requested
+while the current one is written: the temporary file then always holds a clean prefix, which is
+what a resumed copy checks and continues from.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from typing import Any, BinaryIO, Callable
+
+CHUNK = 16 * 1024 * 1024  # one read/write call; asyncssh splits it into parallel SFTP requests
+
+
+def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a coroutine on the sshfs filesystem's own event loop thread, from sync code."""
+    from fsspec.asyn import sync
+
+    return sync(fs.loop, coro_fn, *args)
+
+
+async def _download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Callable[[int], None]) -> None:
+    async with fs._pool.get() as sftp:
+        async with sftp.open(rpath, "rb", block_size=-1) as f:
+            pos = offset
+            nxt = asyncio.ensure_future(f.read(min(CHUNK, size - pos), pos)) if pos < size else None
+            while nxt is not None:
+                data = await nxt
+                if not data:
+                    raise OSError(f"{rpath} ended at {pos} bytes, expected {size} (changed during the copy?)")
+                pos += len(data)
+                nxt = asyncio.ensure_future(f.read(min(CHUNK, size - pos), pos)) if pos < size else None
+                out.write(data)
+                cb(len(data))
+
+
+def download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Callable[[int], None]) -> None:
+    """Append bytes ``offset..size`` of remote ``rpath`` to ``out`` (positioned at ``offset``)."""
+    run(fs, _download, fs, rpath, out, offset, size, cb)
+
+
+async def _upload(fs: Any, src: BinaryIO, rpath: str, offset: int, size: int, cb: Callable[[int], None]) -> None:
+    async with fs._pool.get() as sftp:
+        mode = "r+b" if offset else "wb"
+        async with sftp.open(rpath, mode, block_size=-1) as f:
+            if not offset:
+                await f.chmod(0o600)  # private while partial; the final mode is set before the rename
+            pos = offset
+            pending: asyncio.Future | None = None
+            while pos < size:
+                data = src.read(min(CHUNK, size - pos))
+                if not data:
+                    raise OSError(f"the local file ended at {pos} bytes, expected {size} (changed during the copy?)")
+                if pending is not None:
+                    cb(await pending)
+                pending = asyncio.ensure_future(f.write(data, pos))
+                pos += len(data)
+            if pending is not None:
+                cb(await pending)
+
+
+def upload(fs: Any, src: BinaryIO, rpath: str, offset: int, size: int, cb: Callable[[int], None]) -> None:
+    """Write bytes ``offset..size`` of ``src`` (positioned at ``offset``) into remote ``rpath``."""
+    run(fs, _upload, fs, src, rpath, offset, size, cb)
+
+
+async def _rename(fs: Any, src: str, dst: str, mode: int | None) -> None:
+    async with fs._pool.get() as sftp:
+        if mode is not None:
+            await sftp.chmod(src, mode)
+        await sftp.posix_rename(src, dst)  # atomic replace (OpenSSH extension)
+
+
+def rename(fs: Any, src: str, dst: str, mode: int | None = None) -> None:
+    """Atomically move a finished remote temp file over its destination."""
+    run(fs, _rename, fs, src, dst, mode)
+
+
+async def _stream_out(fs: Any, command: str, sink: Callable[[bytes], None]) -> tuple[int, str]:
+    async with fs._client_lock:  # sshfs keeps channels for commands apart from its SFTP pool
+        proc = await fs.client.create_process(command, encoding=None)
+        proc.stdin.write_eof()
+        async def drain_err() -> bytes:
+            return await proc.stderr.read()
+        err_task = asyncio.ensure_future(drain_err())
+        while True:
+            chunk = await proc.stdout.read(1 << 20)
+            if not chunk:
+                break
+            await asyncio.get_running_loop().run_in_executor(None, sink, chunk)
+        await proc.wait_closed()
+        err = await err_task
+        return proc.exit_status or 0, err.decode(errors="replace")
+
+
+def stream_out(fs: Any, argv: list[str], sink: Callable[[bytes], None], cwd: str | None = None) -> tuple[int, str]:
+    """Run a remote command and hand its stdout to ``sink`` chunk by chunk -> (rc, stderr)."""
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    if cwd:
+        cmd = f"cd -- {shlex.quote(cwd)} && {cmd}"
+    return run(fs, _stream_out, fs, cmd, sink)
+
+
+async def _stream_in(fs: Any, command: str, source: Callable[[], bytes]) -> tuple[int, str]:
+    async with fs._client_lock:
+        proc = await fs.client.create_process(command, encoding=None)
+        loop = asyncio.get_running_loop()
+        while True:
+            chunk = await loop.run_in_executor(None, source)
+            if not chunk:
+                break
+            proc.stdin.write(chunk)
+            await proc.stdin.drain()
+        proc.stdin.write_eof()
+        out = await proc.stdout.read()
+        err = await proc.stderr.read()
+        await proc.wait_closed()
+        return proc.exit_status or 0, (err or out).decode(errors="replace")
+
+
+def stream_in(fs: Any, command: str, source: Callable[[], bytes]) -> tuple[int, str]:
+    """Run a remote shell command (already quoted) feeding it ``source()`` chunks until b''."""
+    return run(fs, _stream_in, fs, command, source)
+
+
+def local_size(path: str) -> int:
+    return os.stat(path).st_size
