@@ -1,0 +1,427 @@
+"""``copy(src, dst)``: fast, atomic, resumable, verifiable copies between local, storage and runtimes.
+
+- Bytes land in a temporary name beside the destination and are renamed over it at the end, so a
+  reader never sees half a file and an interrupted copy leaves the destination as it was.
+- A rerun of an interrupted single-file copy resumes from the bytes already in the temporary file,
+  after checking that their sha256 matches the same prefix of the source. The resume record lives
+  under ``$AIRAVATA_MAGIC_HOME/copies``; a finished copy leaves nothing beside its destination.
+- Directories travel as one tar stream over SSH (not one SFTP round trip per file); both sides on
+  one host copy there with ``cp``. Links are copied as links, and links that point out of the
+  source tree are skipped and reported, never followed.
+- ``verify=True`` compares sha256 of both sides; SSH hosts compute theirs with ``sha256sum``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import shlex
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import paths
+from ..errors import AiravataError, InvalidArgument
+from . import archive, sshio
+from .ends import End, resolve
+from .progress import Progress, resolve as resolve_progress
+
+CHUNK = 8 << 20
+
+
+@dataclass
+class CopyResult:
+    """What one copy did."""
+
+    src: str
+    dst: str  # the destination path written
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    method: str = ""  # sftp | tar-stream | remote-cp | local | fsspec
+    resumed_from: int = 0  # bytes already there from an interrupted run
+    verified: bool | None = None  # None: not asked
+    sha256: str | None = None  # of a single file, when verified
+    skipped: list[str] = field(default_factory=list)  # links out of the tree, not followed
+
+    def __str__(self) -> str:
+        rate = self.bytes / self.seconds / 1e6 if self.seconds else 0
+        extra = f", resumed at {self.resumed_from} bytes" if self.resumed_from else ""
+        ver = {None: "", True: ", sha256 verified", False: ", VERIFY FAILED"}[self.verified]
+        skip = f", {len(self.skipped)} links out of the tree skipped" if self.skipped else ""
+        return (f"copied {self.files} file(s), {self.bytes / 1e6:.1f} MB to {self.dst} in {self.seconds:.1f} s "
+                f"({rate:.0f} MB/s, {self.method}{extra}){ver}{skip}")
+
+
+def copy(src: str, dst: str, *, recursive: bool = False, verify: bool = False, jobs: int = 4,
+         progress: Progress | bool | None = None, file: str | None = None, manager: Any = None) -> CopyResult:
+    """Copy ``src`` to ``dst``; each is ``local:PATH``, ``STORAGE:PATH`` or ``RUNTIME:PATH``.
+
+    A directory needs ``recursive=True``. A destination that is an existing directory receives
+    the source under its own name. ``jobs`` files move at once where files go one by one (object
+    stores). ``progress``: None = a display in place (notebook) or tqdm on stderr, False = none.
+    Raises ``InvalidArgument``/``AiravataError`` with one line; ``verify`` failing raises too.
+    """
+    if not isinstance(jobs, int) or not 1 <= jobs <= 64:
+        raise InvalidArgument(f"--jobs must be 1-64, got {jobs!r}")
+    s, d = resolve(src, file=file, manager=manager), resolve(dst, file=file, manager=manager)
+    info = s.info()
+    if info is None:
+        raise InvalidArgument(f"{src}: no such file or directory")
+    dinfo = d.info()
+    if dinfo is not None and dinfo["type"] == "directory":
+        d = End(d.kind, d.join(_basename(s)), d.label, d.fs, d.loc)
+    if d.kind == s.kind and d.path == s.path and d.same_host(s):
+        raise InvalidArgument(f"{src} and {dst} are the same path")
+    prog = resolve_progress(progress)
+    t0 = time.monotonic()
+    if info["type"] == "directory":
+        if not recursive:
+            raise InvalidArgument(f"{src} is a directory: add --recursive")
+        result = _copy_dir(s, d, prog, jobs)
+    else:
+        prog.start(info["size"], 1, f"{s.label} -> {d.label}")
+        try:
+            result = _copy_file(s, d, info, prog)
+        finally:
+            prog.close()
+    result.seconds = time.monotonic() - t0
+    if verify:
+        _verify(s, d, result, info["type"] == "directory")
+    return result
+
+
+def _basename(e: End) -> str:
+    return os.path.basename(e.path.rstrip("/")) or "root"
+
+
+def _tmp_name(path: str, key: str, kind: str) -> str:
+    mod = os.path if kind == "local" else posixpath
+    return mod.join(mod.dirname(path), f".{mod.basename(path)}.part-{key[:12]}")
+
+
+def _key(s: End, d: End) -> str:
+    who = lambda e: (e.kind, e.path, tuple(sorted((e.loc.ssh or {}).items())) if e.loc else None)  # noqa: E731
+    return hashlib.sha256(repr((who(s), who(d))).encode()).hexdigest()
+
+
+# -- resume records --------------------------------------------------------------------------
+def _state_path(key: str) -> Any:
+    return paths.private_dir(paths.home() / "copies") / f"{key}.json"
+
+
+def _resume_offset(s: End, d: End, tmp: str, info: dict[str, Any], key: str) -> int:
+    """Bytes of ``tmp`` that are a verified prefix of the source (0 = start over)."""
+    sp = _state_path(key)
+    if not sp.exists():
+        return 0
+    try:
+        st = paths.read_json(sp)
+    except (OSError, ValueError):
+        return 0
+    if st.get("size") != info["size"] or st.get("mtime") != info["mtime"]:
+        return 0
+    t = d.info(tmp)
+    n = t["size"] if t else 0
+    if not n or n > info["size"]:
+        return 0
+    return n if s.sha256(s.path, n) == d.sha256(tmp, n) else 0
+
+
+def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResult:
+    key = _key(s, d)
+    tmp = _tmp_name(d.path, key, d.kind)
+    size, mode = info["size"], (info.get("mode") or 0o644) & 0o777
+    res = CopyResult(s.label, d.path, files=1, bytes=size)
+    _mkdir_parent(d)
+    if d.same_host(s) and d.kind == "ssh":  # no byte crosses this machine
+        res.method = "remote-cp"
+        d.check(f"cp -- {shlex.quote(s.path)} {shlex.quote(tmp)} && chmod {mode:o} -- {shlex.quote(tmp)} && "
+                f"mv -f -- {shlex.quote(tmp)} {shlex.quote(d.path)}", "cp")
+        prog.advance(size, 1)
+        return res
+    offset = _resume_offset(s, d, tmp, info, key)
+    paths.write_json(_state_path(key), {"src": s.label, "dst": d.path, "tmp": tmp, "size": size, "mtime": info["mtime"]})
+    res.resumed_from = offset
+    prog.advance(offset)
+    cb = lambda n: prog.advance(n)  # noqa: E731
+    with _reader(s, offset) as reader, _writer(d, tmp, offset) as writer:
+        if s.kind == "ssh":
+            res.method = "sftp"
+            sshio.download(s.fs, s.path, writer, offset, size, cb)
+        elif d.kind == "ssh":
+            res.method = "sftp"
+            sshio.upload(d.fs, reader, tmp, offset, size, cb)
+        else:
+            res.method = "local" if s.kind == d.kind == "local" else "fsspec"
+            while chunk := reader.read(CHUNK):
+                writer.write(chunk)
+                cb(len(chunk))
+    _finish(d, tmp, d.path, mode)
+    _state_path(key).unlink(missing_ok=True)
+    prog.advance(0, 1)
+    return res
+
+
+def _reader(s: End, offset: int) -> Any:
+    if s.kind == "ssh":
+        return _Null()
+    f = open(s.path, "rb") if s.kind == "local" else s.fs.open(s.path, "rb")
+    if offset:
+        f.seek(offset)
+    return f
+
+
+def _writer(d: End, tmp: str, offset: int) -> Any:
+    if d.kind == "ssh":
+        return _Null()
+    if d.kind == "local":
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        f = os.fdopen(fd, "r+b")
+        f.truncate(offset)
+        f.seek(offset)
+        return f
+    return d.fs.open(tmp, "wb")  # object stores cannot append: no resume there
+
+
+class _Null:
+    def __enter__(self) -> "_Null":
+        return self
+
+    def __exit__(self, *a: Any) -> None:
+        pass
+
+
+def _mkdir_parent(d: End) -> None:
+    parent = os.path.dirname(d.path) if d.kind == "local" else posixpath.dirname(d.path)
+    if d.kind == "local":
+        os.makedirs(parent, exist_ok=True)
+    elif d.kind == "ssh":
+        d.check(f"mkdir -p -- {shlex.quote(parent)}", "mkdir")
+    else:
+        d.fs.makedirs(parent, exist_ok=True)
+
+
+def _finish(d: End, tmp: str, final: str, mode: int) -> None:
+    """Set the final mode and rename the temporary file over the destination (atomic)."""
+    if d.kind == "local":
+        os.chmod(tmp, mode)
+        os.replace(tmp, final)
+    elif d.kind == "ssh":
+        sshio.rename(d.fs, tmp, final, mode)
+    else:
+        d.fs.mv(tmp, final)
+
+
+# -- directories -----------------------------------------------------------------------------
+def _tree_totals(s: End) -> tuple[int, int]:
+    if s.kind == "local":
+        n = b = 0
+        for p, rel, is_dir in archive.walk_safe(s.path):
+            if not is_dir and not rel.startswith("!") and not os.path.islink(p):
+                n, b = n + 1, b + os.path.getsize(p)
+        return b, n
+    if s.kind == "ssh":
+        out = s.check(f"find {shlex.quote(s.path)} -type f -printf '%s\\n'", "find")
+        sizes = [int(x) for x in out.split()]
+        return sum(sizes), len(sizes)
+    files = s.fs.find(s.path, detail=True)
+    return sum(int(i.get("size") or 0) for i in files.values()), len(files)
+
+
+def _copy_dir(s: End, d: End, prog: Progress, jobs: int) -> CopyResult:
+    key = _key(s, d)
+    tmp = _tmp_name(d.path, key, d.kind)
+    total, nfiles = _tree_totals(s)
+    res = CopyResult(s.label, d.path, files=nfiles, bytes=total)
+    prog.start(total, nfiles, f"{s.label} -> {d.label}")
+    _mkdir_parent(d)
+    _remove_tree(d, tmp)  # a half-made tree from an interrupted run: start it again
+    try:
+        if s.same_host(d) and s.kind == "ssh":
+            res.method = "remote-cp"
+            d.check(f"cp -a -- {shlex.quote(s.path)} {shlex.quote(tmp)}", "cp")
+            skipped = d.check(f"find {shlex.quote(tmp)} -type l -lname '/*' -print -delete", "find")
+            res.skipped = skipped.split("\n")[:-1]
+            prog.advance(total, nfiles)
+        elif s.kind == "local" and d.kind == "ssh":
+            res.method = "tar-stream"
+            res.skipped = _tar_up(s, d, tmp, prog)
+        elif s.kind == "ssh" and d.kind == "local":
+            res.method = "tar-stream"
+            res.skipped = _tar_down(s, tmp, prog)
+        else:
+            res.method = "local" if s.kind == d.kind == "local" else "fsspec"
+            res.skipped = _per_file(s, d, tmp, prog, jobs)
+        _swap_dir(d, tmp, d.path, key)
+    except BaseException:
+        _remove_tree(d, tmp)
+        raise
+    finally:
+        prog.close()
+    return res
+
+
+def _tar_up(s: End, d: End, tmp: str, prog: Progress) -> list[str]:
+    import tarfile
+
+    skipped: list[str] = []
+    buf = _Chunks()
+
+    def chunks() -> Any:
+        with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for p, rel, is_dir in archive.walk_safe(s.path):
+                if rel.startswith("!"):
+                    skipped.append(rel[1:])
+                    continue
+                tar.add(p, arcname=rel, recursive=False)
+                if not is_dir and not os.path.islink(p):
+                    prog.advance(os.path.getsize(p), 1)
+                if buf.size >= CHUNK:
+                    yield buf.take()
+        yield buf.take()
+
+    gen = chunks()
+
+    def source() -> bytes:
+        for data in gen:
+            if data:
+                return data
+        return b""
+
+    q = shlex.quote(tmp)
+    rc, err = sshio.stream_in(d.fs, f"mkdir -p -- {q} && tar -xf - -C {q} --no-same-owner", source)
+    if rc != 0:
+        raise AiravataError(f"unpacking on {d.label} failed: {err.strip()[-300:]}")
+    return skipped
+
+
+class _Chunks:
+    """A write-only file that collects bytes for a streaming tarfile."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, b: bytes) -> int:
+        self.parts.append(bytes(b))
+        self.size += len(b)
+        return len(b)
+
+    def take(self) -> bytes:
+        data, self.parts, self.size = b"".join(self.parts), [], 0
+        return data
+
+
+def _tar_down(s: End, tmp: str, prog: Progress) -> list[str]:
+    import threading
+
+    os.makedirs(tmp, mode=0o700)
+    r, w = os.pipe()
+    out: dict[str, Any] = {}
+
+    def extract() -> None:
+        with os.fdopen(r, "rb") as f:
+            try:
+                out["skipped"] = archive.extract(f, tmp, refuse=False,
+                                                 on_member=lambda m: prog.advance(m.size, 1) if m.isfile() else None)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                out["error"] = e
+            f.read()  # drain so the writer never blocks on a reader that gave up
+
+    t = threading.Thread(target=extract, daemon=True)
+    t.start()
+    wf = os.fdopen(w, "wb")
+
+    def sink(chunk: bytes) -> None:
+        wf.write(chunk)
+
+    try:
+        rc, err = sshio.stream_out(s.fs, ["tar", "-cf", "-", "-C", s.path, "."], sink)
+    finally:
+        wf.close()
+        t.join()
+    if rc != 0:
+        raise AiravataError(f"reading {s.label} failed: {err.strip()[-300:]}")
+    if "error" in out:
+        raise AiravataError(f"unpacking {s.label} failed: {out['error']}")
+    return out.get("skipped", [])
+
+
+def _per_file(s: End, d: End, tmp: str, prog: Progress, jobs: int) -> list[str]:
+    skipped: list[str] = []
+    items: list[tuple[str, str]] = []
+    if s.kind == "local":
+        for p, rel, is_dir in archive.walk_safe(s.path):
+            if rel.startswith("!"):
+                skipped.append(rel[1:])
+            elif os.path.islink(p) and d.kind == "local":
+                os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
+                os.symlink(os.readlink(p), os.path.join(tmp, rel))
+            elif not is_dir and not os.path.islink(p):
+                items.append((p, rel))
+    else:
+        items = [(p, posixpath.relpath(p, s.path)) for p in s.fs.find(s.path)]
+
+    def one(item: tuple[str, str]) -> None:
+        p, rel = item
+        dst = os.path.join(tmp, rel) if d.kind == "local" else posixpath.join(tmp, rel)
+        fs = End(s.kind, p, s.label, s.fs, s.loc)
+        dd = End(d.kind, dst, d.label, d.fs, d.loc)
+        _mkdir_parent(dd)
+        with _reader(fs, 0) as reader, _writer(dd, dst, 0) as writer:
+            while chunk := reader.read(CHUNK):
+                writer.write(chunk)
+                prog.advance(len(chunk))
+        prog.advance(0, 1)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, items))
+    return skipped
+
+
+def _remove_tree(d: End, path: str) -> None:
+    if d.kind == "local":
+        shutil.rmtree(path, ignore_errors=True)
+    elif d.kind == "ssh":
+        d.run(f"rm -rf -- {shlex.quote(path)}")
+    elif d.fs.exists(path):
+        d.fs.rm(path, recursive=True)
+
+
+def _swap_dir(d: End, tmp: str, final: str, key: str) -> None:
+    """Put a finished tree in place: the old one (if any) is moved aside, then removed."""
+    old = _tmp_name(final, "old" + key, d.kind)
+    if d.kind == "local":
+        if os.path.lexists(final):
+            os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    elif d.kind == "ssh":
+        q, qt, qo = shlex.quote(final), shlex.quote(tmp), shlex.quote(old)
+        d.check(f"if [ -e {q} ] || [ -L {q} ]; then mv -- {q} {qo}; fi && mv -- {qt} {q} && rm -rf -- {qo}", "mv")
+    else:
+        if d.fs.exists(final):
+            d.fs.rm(final, recursive=True)
+        d.fs.mv(tmp, final, recursive=True)
+
+
+# -- verification ----------------------------------------------------------------------------
+def _verify(s: End, d: End, res: CopyResult, is_dir: bool) -> None:
+    if is_dir:
+        a, b = s.manifest(), d.manifest()
+        res.verified = a == b
+        if not res.verified:
+            bad = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise AiravataError(f"verify failed: {len(bad)} file(s) differ between {s.label} and {d.path}, "
+                                f"e.g. {bad[0]!r}; copy again")
+        return
+    a, b = s.sha256(s.path), d.sha256(d.path)
+    res.verified, res.sha256 = a == b, a
+    if a != b:
+        raise AiravataError(f"verify failed: sha256 of {s.label} is {a[:16]}..., of {d.path} {b[:16]}...; copy again")
+
+
+__all__ = ["copy", "CopyResult"]
