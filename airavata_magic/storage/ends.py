@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AiravataError, InvalidArgument
-from .locations import Location, _ssh_of_resource, get as get_location, list_locations, location_filesystem
+from .locations import Location, _ssh_of_resource, all_locations, get as get_location, location_filesystem
 
 
 @dataclass
@@ -212,7 +212,7 @@ def resolve(spec: str, *, file: str | None = None, manager: Any = None) -> End:
     try:
         manager.get(name)
     except AiravataError:
-        known = sorted(l.name for l in list_locations(file))
+        known = sorted(loc.name for loc in all_locations(file))
         raise InvalidArgument(f"{name!r} in {spec!r} is neither a storage location nor a runtime "
                               f"(storage: {', '.join(known) or 'none'}; see %storage list and %runtimes)") from None
     return runtime_end(manager, name, path or ".", spec)

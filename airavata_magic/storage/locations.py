@@ -169,7 +169,7 @@ def _user_entries() -> dict[str, dict[str, str]]:
     return data if isinstance(data, dict) else {}
 
 
-def list_locations(file: str | None = None) -> list[Location]:
+def all_locations(file: str | None = None) -> list[Location]:
     """Every named location: the profile's ``storage:`` first, then the user's own list."""
     profile = _profile(file)
     out = [parse(n, body["location"], "profile", profile) for n, body in sorted(profile.storage.items())]
@@ -300,5 +300,5 @@ def to_json(loc: Location) -> dict[str, Any]:
     return asdict(loc)
 
 
-__all__ = ["Location", "filesystem", "location_filesystem", "list_locations", "get", "register", "remove",
-           "parse", "check_name", "ssh_filesystem"]
+__all__ = ["Location", "filesystem", "location_filesystem", "get", "register", "remove",
+           "parse", "check_name", "ssh_filesystem", "all_locations"]
