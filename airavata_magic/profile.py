@@ -125,6 +125,7 @@ class Profile:
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)  # {registry: STORAGE:PATH} (issue on data)
 
     def resource(self, name: str) -> Resource:
         try:
@@ -202,8 +203,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.lines.get(key, d.line) if isinstance(d, _LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes or storage")
+        if key not in ("resources", "runtimes", "storage", "datasets"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or datasets")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -289,6 +290,16 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.storage[str(name)] = {"location": text(body["location"])}
         except ValueError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
+
+    # -- datasets: {registry: STORAGE:PATH}, the shared registry of public datasets ------------
+    datasets = doc.get("datasets") or _LineDict()
+    if not isinstance(datasets, _LineDict) or set(datasets) - {"registry"}:
+        raise err(doc, "datasets", "must be {registry: STORAGE:PATH}")
+    if "registry" in datasets:
+        reg = datasets["registry"]
+        if not isinstance(reg, str) or ":" not in reg or reg.split(":", 1)[0] not in profile.storage:
+            raise err(datasets, "registry", "datasets.registry must be STORAGE:PATH with STORAGE named under storage:")
+        profile.datasets["registry"] = reg
     return profile
 
 

@@ -64,9 +64,16 @@ def copy(src: str, dst: str, *, recursive: bool = False, verify: bool = False, j
     stores). ``progress``: None = a display in place (notebook) or tqdm on stderr, False = none.
     Raises ``InvalidArgument``/``AiravataError`` with one line; ``verify`` failing raises too.
     """
-    if not isinstance(jobs, int) or not 1 <= jobs <= 64:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
         raise InvalidArgument(f"--jobs must be 1-64, got {jobs!r}")
     s, d = resolve(src, file=file, manager=manager), resolve(dst, file=file, manager=manager)
+    return copy_ends(s, d, recursive=recursive, verify=verify, jobs=jobs, progress=progress)
+
+
+def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, jobs: int = 4,
+              progress: Progress | bool | None = None) -> CopyResult:
+    """``copy()`` between two resolved ends (for features that build their own, e.g. datasets)."""
+    src, dst = s.label, d.label
     info = s.info()
     if info is None:
         raise InvalidArgument(f"{src}: no such file or directory")
@@ -424,4 +431,4 @@ def _verify(s: End, d: End, res: CopyResult, is_dir: bool) -> None:
         raise AiravataError(f"verify failed: sha256 of {s.label} is {a[:16]}..., of {d.path} {b[:16]}...; copy again")
 
 
-__all__ = ["copy", "CopyResult"]
+__all__ = ["copy", "copy_ends", "CopyResult"]

@@ -142,24 +142,14 @@ def _inside(root: str, sub: str, sep_mod: Any) -> str:
 
 def runtime_cwd(manager: Any, name: str) -> str:
     """The working directory of a runtime's kernel, asked of the kernel."""
-    outcomes = manager.run([name], "", _NullSink(), allow_stdin=False, silent=True,
+    from .variables import QuietSink
+
+    outcomes = manager.run([name], "", QuietSink(), allow_stdin=False, silent=True,
                            user_expressions={"cwd": "__import__('os').getcwd()"})
     value = outcomes[0].user_expressions.get("cwd", {})
     if value.get("status") != "ok":
         raise AiravataError(f"runtime {name!r} did not say its working directory: {value.get('evalue', value)}")
     return ast.literal_eval(value["data"]["text/plain"])
-
-
-class _NullSink:
-    """Drops a silent request's output."""
-
-    def stream(self, *a: Any) -> None: ...
-    def stream_packed(self, *a: Any) -> None: ...
-    def display(self, *a: Any) -> None: ...
-    def clear_output(self, *a: Any) -> None: ...
-    def input(self, *a: Any) -> str:
-        return ""
-    def comm(self, *a: Any) -> None: ...
 
 
 def runtime_end(manager: Any, name: str, path: str, label: str) -> End:
@@ -170,15 +160,21 @@ def runtime_end(manager: Any, name: str, path: str, label: str) -> End:
     if rt.profile is None or rt.kind == "local":
         base = runtime_cwd(manager, name) if not os.path.isabs(path) else ""
         return End("local", str(Path(base, path).resolve()) if base else os.path.normpath(path), label)
-    prof = profiles.load_profile(rt.profile)
-    res = prof.resource(rt.resource)
+    res = profiles.load_profile(rt.profile).resource(rt.resource)
     if res.kind not in ("slurm", "ssh"):
         raise InvalidArgument(f"runtime {name!r} runs on a {res.kind} resource; its files cannot be copied "
                               "directly yet: copy to a storage location the runtime can read instead")
-    ssh = _ssh_of_resource(prof, res.name)
     if not posixpath.isabs(path) and not path.startswith("~"):
         path = posixpath.join(runtime_cwd(manager, name), path)
-    loc = Location(name, "resource", label, "runtime", path, "sftp", res.name, ssh)
+    return resource_end(rt.profile, res.name, path, label)
+
+
+def resource_end(profile_path: str | None, resource: str, path: str, label: str) -> End:
+    """An End for ``path`` (absolute or ``~/...``) on an ssh/slurm resource of a profile."""
+    from .. import profile as profiles
+
+    prof = profiles.load_profile(profile_path)
+    loc = Location(resource, "resource", label, "runtime", path, "sftp", resource, _ssh_of_resource(prof, resource))
     fs, p = location_filesystem(loc)
     return End("ssh", p, label, fs, loc)
 

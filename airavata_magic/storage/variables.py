@@ -81,7 +81,7 @@ finally:
 """
 
 
-class _Catcher:
+class QuietSink:
     """A sink that keeps the comm messages of one request and drops everything else."""
 
     def __init__(self) -> None:
@@ -142,7 +142,7 @@ def pull_vars(runtime: str, names: list[str], *, limit: int = DEFAULT_LIMIT, man
     if not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
         raise InvalidArgument(f"give variable names to pull, got {names!r}")
     m = _manager(manager)
-    sink = _Catcher()
+    sink = QuietSink()
     code = (_PULL_CODE.replace("__NAMES__", repr(list(names))).replace("__LIMIT__", str(int(limit)))
             .replace("__TARGET__", repr(PULL_TARGET)))
     (outcome,) = m.run([runtime], code, sink, allow_stdin=False, silent=True)
@@ -181,7 +181,7 @@ def push_vars(runtime: str, *, limit: int = DEFAULT_LIMIT, manager: Any = None, 
         raise InvalidArgument(f"{', '.join(values)}: {total} bytes is over the limit of {limit} bytes; "
                               "raise limit (--limit) or write a file and use %copy_data")
     m = _manager(manager)
-    sink = _Catcher()
+    sink = QuietSink()
     (outcome,) = m.run([runtime], _REGISTER_CODE.replace("__TARGET__", repr(PUSH_TARGET)), sink, allow_stdin=False, silent=True)
     if outcome.status != "ok":
         _raise_remote(outcome, runtime)
