@@ -142,10 +142,10 @@ def parse(name: str, location: str, source: str = "user", profile: "Profile | No
                 break
         return Location(name, "sftp", location, source, root, protocol="sftp", resource=resource, ssh=ssh)
     if "://" in loc:
-        import fsspec.registry
+        from fsspec.registry import known_implementations, registry
 
         scheme = loc.split("://", 1)[0]
-        if scheme not in fsspec.registry.known_implementations and scheme not in fsspec.registry.registry:
+        if scheme not in known_implementations and scheme not in registry:
             raise InvalidArgument(f"storage {name!r}: no fsspec filesystem knows {scheme}:// "
                                   "(install its package, e.g. s3fs or gcsfs)")
         return Location(name, "fsspec", location, source, loc, protocol=scheme)
@@ -236,7 +236,11 @@ def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
     if ssh.get("identity_file"):
         kw["client_keys"] = [os.path.expanduser(ssh["identity_file"])]
     try:
-        return SSHFileSystem(ssh["host"], **kw)
+        fs = SSHFileSystem(ssh["host"], **kw)
+        if fs.client.is_closed():  # a cached instance whose connection dropped: connect afresh
+            SSHFileSystem.clear_instance_cache()
+            fs = SSHFileSystem(ssh["host"], **kw)
+        return fs
     except Exception as e:  # asyncssh raises many kinds: host key, auth, refused
         raise ssh_error(ssh, e) from None
 

@@ -20,10 +20,24 @@ CHUNK = 16 * 1024 * 1024  # one read/write call; asyncssh splits it into paralle
 
 
 def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a coroutine on the sshfs filesystem's own event loop thread, from sync code."""
+    """Run a coroutine on the sshfs filesystem's own event loop thread, from sync code.
+
+    A dropped connection or an SFTP error becomes one ``TransportError`` line; the next use of
+    the location connects afresh (``locations.ssh_filesystem`` drops dead connections)."""
+    import asyncssh
     from fsspec.asyn import sync
 
-    return sync(fs.loop, coro_fn, *args)
+    from ..errors import TransportError
+
+    try:
+        return sync(fs.loop, coro_fn, *args)
+    except asyncssh.SFTPNoSuchFile as e:
+        raise FileNotFoundError(str(e.reason)) from None
+    except asyncssh.SFTPPermissionDenied as e:
+        raise PermissionError(str(e.reason)) from None
+    except (asyncssh.Error, ConnectionError, EOFError, BrokenPipeError) as e:
+        what = getattr(e, "reason", "") or str(e) or type(e).__name__
+        raise TransportError(f"transfer over SSH interrupted ({what}); run the copy again to resume") from None
 
 
 async def _download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Callable[[int], None]) -> None:

@@ -1,0 +1,116 @@
+"""Copies against the real sshd of the test bed: sftp://, RESOURCE:/path, tar streams, remote cp,
+remote sha256, a killed connection mid-copy and the rerun that resumes."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from airavata_magic import storage
+from airavata_magic.errors import AiravataError, TransportError
+from airavata_magic.storage.progress import NoProgress
+
+from .conftest import remote
+from .test_copy_local import WEIRD, Count
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def store(bed):
+    """`hs`: a directory of the test bed's hpc resource; `sf`: the same host as sftp://."""
+    remote(bed, "rm -rf am-store && mkdir -p am-store")
+    storage.register("hs", "hpc:~/am-store")
+    storage.register("sf", f"sftp://{bed.user}@{bed.host}:{bed.port}/home/{bed.user}/am-store")
+    return bed
+
+
+def test_sftp_location_reuses_the_resource_login(store):
+    loc = storage.get("sf")
+    assert loc.resource == "hpc" and loc.ssh["known_hosts"] == str(store.known_hosts)
+    fs, root = storage.filesystem("hs")
+    assert root == f"/home/{store.user}/am-store"
+    fs.pipe(f"{root}/hello.txt", b"hello")
+    assert storage.ls("sf:")["name"].tolist() == ["hello.txt"]
+
+
+def test_file_both_ways_with_remote_sha256(store, tmp_path):
+    data = os.urandom(12 << 20)
+    (tmp_path / WEIRD).write_bytes(data)
+    count = Count()
+    up = storage.copy(f"local:{tmp_path / WEIRD}", f"hs:up/{WEIRD}", verify=True, progress=count)
+    assert (up.method, up.verified) == ("sftp", True) and count.bytes == len(data)
+    assert remote(store, "ls -A am-store/up") == WEIRD + "\n"  # nothing beside it
+    down = storage.copy(f"sf:up/{WEIRD}", f"local:{tmp_path / 'back.bin'}", verify=True, progress=False)
+    assert (tmp_path / "back.bin").read_bytes() == data and down.sha256 == up.sha256
+    same = storage.copy(f"hs:up/{WEIRD}", "sf:copied.bin", verify=True, progress=False)
+    assert same.method == "remote-cp" and same.verified
+
+
+def test_verify_compares_for_real(store, tmp_path):
+    (tmp_path / "v.txt").write_text("one")
+    storage.copy(str(tmp_path / "v.txt"), "hs:v.txt", progress=False)
+    from airavata_magic.storage.ends import resolve
+
+    end = resolve("hs:v.txt")
+    assert end.sha256(end.path) == "7692c3ad3540bb803c020b3aee66cd8887123234ea0c6e7143c0add73ff431ed"
+    remote(store, "echo two > am-store/v2.txt")
+    with pytest.raises(AiravataError, match="verify failed"):
+        from airavata_magic.storage.copying import _verify, CopyResult
+
+        _verify(resolve(str(tmp_path / "v.txt")), resolve("hs:v2.txt"), CopyResult("a", "b"), False)
+
+
+def test_trees_travel_as_one_tar_stream(store, tmp_path):
+    src = tmp_path / "many"
+    (src / "sub dir").mkdir(parents=True)
+    for i in range(200):
+        (src / "sub dir" / f"f{i} {WEIRD}").write_bytes(b"x" * 4000)
+    os.symlink("sub dir", src / "inside")
+    os.symlink("/etc", src / "escape")
+    r = storage.copy(str(src), "hs:many", recursive=True, verify=True, progress=False)
+    assert (r.method, r.files, r.verified, r.skipped) == ("tar-stream", 200, True, ["escape"])
+    assert remote(store, "readlink am-store/many/inside; ls am-store/many/'sub dir' | wc -l") == "sub dir\n200\n"
+    back = storage.copy("hs:many", str(tmp_path / "back"), recursive=True, verify=True, progress=False)
+    assert back.method == "tar-stream" and back.verified
+    assert len(os.listdir(tmp_path / "back" / "sub dir")) == 200
+    again = storage.copy("hs:many", "sf:many2", recursive=True, verify=True, progress=False)
+    assert again.method == "remote-cp" and again.verified
+    assert not (tmp_path / "pwned").exists()
+
+
+class KillAfter(NoProgress):
+    """Kills the sshd processes serving this copy's connection once ``limit`` bytes moved."""
+
+    def __init__(self, fs, limit: int) -> None:
+        self.fs, self.limit, self.seen, self.killed = fs, limit, 0, []
+
+    def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        self.seen += nbytes
+        if self.seen >= self.limit and not self.killed:
+            port = self.fs.client.get_extra_info("sockname")[1]
+            out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if re.search(rf"127\.0\.0\.1:{port}\s*(users|$)", line) and "sshd" in line:
+                    self.killed += [int(p) for p in re.findall(r"pid=(\d+)", line)]
+            for pid in self.killed:
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_killed_sshd_mid_copy_then_rerun_resumes(store, tmp_path):
+    data = os.urandom(96 << 20)
+    remote(store, "head -c 0 /dev/null")  # the test bed answers before we start
+    fs, root = storage.filesystem("hs")
+    fs.pipe(f"{root}/big.bin", data)
+    dst = tmp_path / "big.bin"
+    killer = KillAfter(fs, 40 << 20)
+    with pytest.raises(TransportError, match="run the copy again to resume"):
+        storage.copy("hs:big.bin", f"local:{dst}", progress=killer)
+    assert killer.killed, "no sshd process was found for the copy's connection"
+    assert not dst.exists()
+    r = storage.copy("hs:big.bin", f"local:{dst}", verify=True, progress=False)
+    assert r.resumed_from >= 16 << 20 and r.verified
+    assert dst.read_bytes() == data and os.listdir(tmp_path) == ["big.bin"]
