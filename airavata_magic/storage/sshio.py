@@ -5,15 +5,16 @@ size and many requests in flight is within a few percent of OpenSSH ``scp``; par
 reads in fixed 32 KiB requests and reaches about 0.6x. So bulk bytes go through asyncssh here,
 while short control commands (sha256sum, cp, mv) use the resource's pooled paramiko connection.
 
-Transfers read and write in large chunks *in order*, with the next chunk already requested
-while the current one is written: the temporary file then always holds a clean prefix, which is
-what a resumed copy checks and continues from.
+Downloads keep many SFTP reads in flight and write the blocks *in order*: the temporary file
+always holds a clean prefix, which is what a resumed copy checks and continues from. Uploads read
+the local file in a thread and keep several large writes in flight.
 """
 from __future__ import annotations
 
 import asyncio
 import os
 import shlex
+from collections import deque
 from typing import Any, BinaryIO, Callable
 
 CHUNK = 16 * 1024 * 1024  # one read/write call; asyncssh splits it into parallel SFTP requests
@@ -40,19 +41,26 @@ def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
         raise TransportError(f"transfer over SSH interrupted ({what}); run the copy again to resume") from None
 
 
+IN_FLIGHT = 3  # chunks requested at once: the SFTP pipeline never drains between chunks
+
+
 async def _download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Callable[[int], None]) -> None:
     async with fs._pool.get() as sftp:
         async with sftp.open(rpath, "rb", block_size=-1) as f:
-            pos = offset
-            nxt = asyncio.ensure_future(f.read(min(CHUNK, size - pos), pos)) if pos < size else None
-            while nxt is not None:
-                data = await nxt
-                if not data:
-                    raise OSError(f"{rpath} ended at {pos} bytes, expected {size} (changed during the copy?)")
-                pos += len(data)
-                nxt = asyncio.ensure_future(f.read(min(CHUNK, size - pos), pos)) if pos < size else None
-                out.write(data)
-                cb(len(data))
+            # asyncssh keeps up to 128 requests of the server's largest read size in flight and
+            # hands blocks back as they come; they are written here strictly in order, so the
+            # local temporary file always holds a clean prefix for a later resume.
+            early: dict[int, bytes] = {}
+            nxt = offset
+            async for off, data in await f.read_parallel(size - offset, offset):
+                early[off] = data
+                while nxt in early:
+                    block = early.pop(nxt)
+                    out.write(block)
+                    nxt += len(block)
+                    cb(len(block))
+            if nxt != size:
+                raise OSError(f"{rpath} is shorter than {size} bytes (changed during the copy?)")
 
 
 def download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Callable[[int], None]) -> None:
@@ -61,27 +69,35 @@ def download(fs: Any, rpath: str, out: BinaryIO, offset: int, size: int, cb: Cal
 
 
 async def _upload(fs: Any, src: BinaryIO, rpath: str, offset: int, size: int, cb: Callable[[int], None]) -> None:
+    loop = asyncio.get_running_loop()
     async with fs._pool.get() as sftp:
         mode = "r+b" if offset else "wb"
         async with sftp.open(rpath, mode, block_size=-1) as f:
             if not offset:
                 await f.chmod(0o600)  # private while partial; the final mode is set before the rename
+            pending: deque[asyncio.Future] = deque()
             pos = offset
-            pending: asyncio.Future | None = None
-            while pos < size:
-                data = src.read(min(CHUNK, size - pos))
-                if not data:
-                    raise OSError(f"the local file ended at {pos} bytes, expected {size} (changed during the copy?)")
-                if pending is not None:
-                    cb(await pending)
-                pending = asyncio.ensure_future(f.write(data, pos))
-                pos += len(data)
-            if pending is not None:
-                cb(await pending)
+            try:
+                while pos < size:
+                    data = await loop.run_in_executor(None, src.read, min(CHUNK, size - pos))
+                    if not data:
+                        raise OSError(f"the local file ended at {pos} bytes, expected {size} (changed during the copy?)")
+                    pending.append(asyncio.ensure_future(f.write(data, pos)))
+                    pos += len(data)
+                    while len(pending) >= IN_FLIGHT:
+                        cb(await pending.popleft())
+                while pending:
+                    cb(await pending.popleft())
+            finally:
+                for fut in pending:
+                    fut.cancel()
 
 
 def upload(fs: Any, src: BinaryIO, rpath: str, offset: int, size: int, cb: Callable[[int], None]) -> None:
-    """Write bytes ``offset..size`` of ``src`` (positioned at ``offset``) into remote ``rpath``."""
+    """Write bytes ``offset..size`` of ``src`` (positioned at ``offset``) into remote ``rpath``.
+
+    Chunks are written in parallel: after a crash the remote temporary file may have a gap, which
+    the resume's prefix check then finds (and the copy starts over) rather than trusting it."""
     run(fs, _upload, fs, src, rpath, offset, size, cb)
 
 
