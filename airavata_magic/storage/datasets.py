@@ -301,8 +301,9 @@ def load(name: str, runtime: str, as_var: str | None = None, *, file: str | None
 
             tmp = side.mktemp(key)
             try:
-                dst = End("local", f"{tmp}/data", f"{runtime}:{tmp}/data") if side.end is None else \
-                    End("ssh", f"{tmp}/data", f"{runtime}:{tmp}/data", side.end.fs, side.end.loc)
+                label = f"{runtime} (dataset cache)"
+                dst = End("local", f"{tmp}/data", label) if side.end is None else \
+                    End("ssh", f"{tmp}/data", label, side.end.fs, side.end.loc)
                 copy_ends(src, dst, recursive=True, progress=progress)
             except BaseException:
                 side.remove(tmp)
