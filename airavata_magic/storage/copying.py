@@ -154,7 +154,9 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
     res.resumed_from = offset
     prog.advance(offset)
     cb = lambda n: prog.advance(n)  # noqa: E731
-    with _reader(s, offset) as reader, _writer(d, tmp, offset) as writer:
+    if s.kind == "ssh" and d.kind == "ssh":  # two different SSH logins: through here, no resume
+        offset = res.resumed_from = 0
+    with _reader(s, offset) as reader, _writer(d, tmp, offset, stream=s.kind == "ssh") as writer:
         if s.kind == "ssh":
             res.method = "sftp"
             sshio.download(s.fs, s.path, writer, offset, size, cb)
@@ -172,8 +174,9 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
     return res
 
 
-def _reader(s: End, offset: int) -> Any:
-    if s.kind == "ssh":
+def _reader(s: End, offset: int, stream: bool = False) -> Any:
+    """A file to read from (ssh sources are read by ``sshio.download`` unless ``stream``)."""
+    if s.kind == "ssh" and not stream:
         return _Null()
     f = open(s.path, "rb") if s.kind == "local" else s.fs.open(s.path, "rb")
     if offset:
@@ -181,8 +184,9 @@ def _reader(s: End, offset: int) -> Any:
     return f
 
 
-def _writer(d: End, tmp: str, offset: int) -> Any:
-    if d.kind == "ssh":
+def _writer(d: End, tmp: str, offset: int, stream: bool = False) -> Any:
+    """A file to write to (ssh destinations are written by ``sshio.upload`` unless ``stream``)."""
+    if d.kind == "ssh" and not stream:
         return _Null()
     if d.kind == "local":
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -378,7 +382,7 @@ def _per_file(s: End, d: End, tmp: str, prog: Progress, jobs: int) -> list[str]:
         fs = End(s.kind, p, s.label, s.fs, s.loc)
         dd = End(d.kind, dst, d.label, d.fs, d.loc)
         _mkdir_parent(dd)
-        with _reader(fs, 0) as reader, _writer(dd, dst, 0) as writer:
+        with _reader(fs, 0, stream=True) as reader, _writer(dd, dst, 0, stream=True) as writer:
             while chunk := reader.read(CHUNK):
                 writer.write(chunk)
                 prog.advance(len(chunk))

@@ -114,3 +114,15 @@ def test_killed_sshd_mid_copy_then_rerun_resumes(store, tmp_path):
     r = storage.copy("hs:big.bin", f"local:{dst}", verify=True, progress=False)
     assert r.resumed_from >= 16 << 20 and r.verified
     assert dst.read_bytes() == data and os.listdir(tmp_path) == ["big.bin"]
+
+
+def test_object_store_and_ssh_both_ways(store, tmp_path):
+    storage.register("objs", "memory://am-ssh")
+    fs, root = storage.filesystem("objs")
+    for i in range(4):
+        fs.pipe(f"{root}/t/f{i}.txt", str(i).encode() * 50)
+    r = storage.copy("objs:t", "hs:from-objects", recursive=True, jobs=2, verify=True, progress=False)
+    assert (r.method, r.files, r.verified) == ("fsspec", 4, True)
+    assert remote(store, "cat am-store/from-objects/f2.txt") == "2" * 50
+    back = storage.copy("hs:from-objects/f3.txt", "objs:back/f3.txt", verify=True, progress=False)
+    assert back.verified and fs.cat(f"{root}/back/f3.txt") == b"3" * 50
