@@ -5,9 +5,9 @@
 - A rerun of an interrupted single-file copy resumes from the bytes already in the temporary file,
   after checking that their sha256 matches the same prefix of the source. The resume record lives
   under ``$AIRAVATA_MAGIC_HOME/copies``; a finished copy leaves nothing beside its destination.
-- Directories travel as one tar stream over SSH (not one SFTP round trip per file); both sides on
-  one host copy there with ``cp``. Links are copied as links, and links that point out of the
-  source tree are skipped and reported, never followed.
+- Directories (``trees.py``) travel as one tar stream over SSH, not one SFTP round trip per file;
+  both sides on one host copy there with ``cp``. Links are copied as links, and links that point
+  out of the source tree are skipped and reported, never followed.
 - ``verify=True`` compares sha256 of both sides; SSH hosts compute theirs with ``sha256sum``.
 """
 from __future__ import annotations
@@ -16,15 +16,13 @@ import hashlib
 import os
 import posixpath
 import shlex
-import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import paths
 from ..errors import AiravataError, InvalidArgument
-from . import archive, sshio
+from . import sshio
 from .ends import End, resolve
 from .progress import Progress, resolve as resolve_progress
 
@@ -87,7 +85,9 @@ def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, 
     if info["type"] == "directory":
         if not recursive:
             raise InvalidArgument(f"{src} is a directory: add --recursive")
-        result = _copy_dir(s, d, prog, jobs)
+        from .trees import copy_dir
+
+        result = copy_dir(s, d, prog, jobs)
     else:
         prog.start(info["size"], 1, f"{s.label} -> {d.label}")
         try:
@@ -104,12 +104,12 @@ def _basename(e: End) -> str:
     return os.path.basename(e.path.rstrip("/")) or "root"
 
 
-def _tmp_name(path: str, key: str, kind: str) -> str:
+def tmp_name(path: str, key: str, kind: str) -> str:
     mod = os.path if kind == "local" else posixpath
     return mod.join(mod.dirname(path), f".{mod.basename(path)}.part-{key[:12]}")
 
 
-def _key(s: End, d: End) -> str:
+def copy_key(s: End, d: End) -> str:
     who = lambda e: (e.kind, e.path, tuple(sorted((e.loc.ssh or {}).items())) if e.loc else None)  # noqa: E731
     return hashlib.sha256(repr((who(s), who(d))).encode()).hexdigest()
 
@@ -138,11 +138,11 @@ def _resume_offset(s: End, d: End, tmp: str, info: dict[str, Any], key: str) -> 
 
 
 def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResult:
-    key = _key(s, d)
-    tmp = _tmp_name(d.path, key, d.kind)
+    key = copy_key(s, d)
+    tmp = tmp_name(d.path, key, d.kind)
     size, mode = info["size"], (info.get("mode") or 0o644) & 0o777
     res = CopyResult(s.label, d.path, files=1, bytes=size)
-    _mkdir_parent(d)
+    mkdir_parent(d)
     if d.same_host(s) and d.kind == "ssh":  # no byte crosses this machine
         res.method = "remote-cp"
         d.check(f"cp -- {shlex.quote(s.path)} {shlex.quote(tmp)} && chmod {mode:o} -- {shlex.quote(tmp)} && "
@@ -156,7 +156,7 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
     cb = lambda n: prog.advance(n)  # noqa: E731
     if s.kind == "ssh" and d.kind == "ssh":  # two different SSH logins: through here, no resume
         offset = res.resumed_from = 0
-    with _reader(s, offset) as reader, _writer(d, tmp, offset, stream=s.kind == "ssh") as writer:
+    with reader_of(s, offset) as reader, writer_of(d, tmp, offset, stream=s.kind == "ssh") as writer:
         if s.kind == "ssh":
             res.method = "sftp"
             sshio.download(s.fs, s.path, writer, offset, size, cb)
@@ -174,7 +174,7 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
     return res
 
 
-def _reader(s: End, offset: int, stream: bool = False) -> Any:
+def reader_of(s: End, offset: int, stream: bool = False) -> Any:
     """A file to read from (ssh sources are read by ``sshio.download`` unless ``stream``)."""
     if s.kind == "ssh" and not stream:
         return _Null()
@@ -184,7 +184,7 @@ def _reader(s: End, offset: int, stream: bool = False) -> Any:
     return f
 
 
-def _writer(d: End, tmp: str, offset: int, stream: bool = False) -> Any:
+def writer_of(d: End, tmp: str, offset: int, stream: bool = False) -> Any:
     """A file to write to (ssh destinations are written by ``sshio.upload`` unless ``stream``)."""
     if d.kind == "ssh" and not stream:
         return _Null()
@@ -205,7 +205,7 @@ class _Null:
         pass
 
 
-def _mkdir_parent(d: End) -> None:
+def mkdir_parent(d: End) -> None:
     parent = os.path.dirname(d.path) if d.kind == "local" else posixpath.dirname(d.path)
     if d.kind == "local":
         os.makedirs(parent, exist_ok=True)
@@ -224,199 +224,6 @@ def _finish(d: End, tmp: str, final: str, mode: int) -> None:
         sshio.rename(d.fs, tmp, final, mode)
     else:
         d.fs.mv(tmp, final)
-
-
-# -- directories -----------------------------------------------------------------------------
-def _tree_totals(s: End) -> tuple[int, int]:
-    if s.kind == "local":
-        n = b = 0
-        for p, rel, is_dir in archive.walk_safe(s.path):
-            if not is_dir and not rel.startswith("!") and not os.path.islink(p):
-                n, b = n + 1, b + os.path.getsize(p)
-        return b, n
-    if s.kind == "ssh":
-        out = s.check(f"find {shlex.quote(s.path)} -type f -printf '%s\\n'", "find")
-        sizes = [int(x) for x in out.split()]
-        return sum(sizes), len(sizes)
-    files = s.fs.find(s.path, detail=True)
-    return sum(int(i.get("size") or 0) for i in files.values()), len(files)
-
-
-def _copy_dir(s: End, d: End, prog: Progress, jobs: int) -> CopyResult:
-    key = _key(s, d)
-    tmp = _tmp_name(d.path, key, d.kind)
-    total, nfiles = _tree_totals(s)
-    res = CopyResult(s.label, d.path, files=nfiles, bytes=total)
-    prog.start(total, nfiles, f"{s.label} -> {d.label}")
-    _mkdir_parent(d)
-    _remove_tree(d, tmp)  # a half-made tree from an interrupted run: start it again
-    try:
-        if s.same_host(d) and s.kind == "ssh":
-            res.method = "remote-cp"
-            d.check(f"cp -a -- {shlex.quote(s.path)} {shlex.quote(tmp)}", "cp")
-            skipped = d.check(f"find {shlex.quote(tmp)} -type l -lname '/*' -print -delete", "find")
-            res.skipped = skipped.split("\n")[:-1]
-            prog.advance(total, nfiles)
-        elif s.kind == "local" and d.kind == "ssh":
-            res.method = "tar-stream"
-            res.skipped = _tar_up(s, d, tmp, prog)
-        elif s.kind == "ssh" and d.kind == "local":
-            res.method = "tar-stream"
-            res.skipped = _tar_down(s, tmp, prog)
-        else:
-            res.method = "local" if s.kind == d.kind == "local" else "fsspec"
-            res.skipped = _per_file(s, d, tmp, prog, jobs)
-        _swap_dir(d, tmp, d.path, key)
-    except BaseException:
-        _remove_tree(d, tmp)
-        raise
-    finally:
-        prog.close()
-    return res
-
-
-def _tar_up(s: End, d: End, tmp: str, prog: Progress) -> list[str]:
-    import tarfile
-
-    skipped: list[str] = []
-    buf = _Chunks()
-
-    def chunks() -> Any:
-        with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for p, rel, is_dir in archive.walk_safe(s.path):
-                if rel.startswith("!"):
-                    skipped.append(rel[1:])
-                    continue
-                tar.add(p, arcname=rel, recursive=False)
-                if not is_dir and not os.path.islink(p):
-                    prog.advance(os.path.getsize(p), 1)
-                if buf.size >= CHUNK:
-                    yield buf.take()
-        yield buf.take()
-
-    gen = chunks()
-
-    def source() -> bytes:
-        for data in gen:
-            if data:
-                return data
-        return b""
-
-    q = shlex.quote(tmp)
-    rc, err = sshio.stream_in(d.fs, f"mkdir -p -- {q} && tar -xf - -C {q} --no-same-owner", source)
-    if rc != 0:
-        raise AiravataError(f"unpacking on {d.label} failed: {err.strip()[-300:]}")
-    return skipped
-
-
-class _Chunks:
-    """A write-only file that collects bytes for a streaming tarfile."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, b: bytes) -> int:
-        self.parts.append(bytes(b))
-        self.size += len(b)
-        return len(b)
-
-    def take(self) -> bytes:
-        data, self.parts, self.size = b"".join(self.parts), [], 0
-        return data
-
-
-def _tar_down(s: End, tmp: str, prog: Progress) -> list[str]:
-    import threading
-
-    os.makedirs(tmp, mode=0o700)
-    r, w = os.pipe()
-    out: dict[str, Any] = {}
-
-    def extract() -> None:
-        with os.fdopen(r, "rb") as f:
-            try:
-                out["skipped"] = archive.extract(f, tmp, refuse=False,
-                                                 on_member=lambda m: prog.advance(m.size, 1) if m.isfile() else None)
-            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-                out["error"] = e
-            f.read()  # drain so the writer never blocks on a reader that gave up
-
-    t = threading.Thread(target=extract, daemon=True)
-    t.start()
-    wf = os.fdopen(w, "wb")
-
-    def sink(chunk: bytes) -> None:
-        wf.write(chunk)
-
-    try:
-        rc, err = sshio.stream_out(s.fs, ["tar", "-cf", "-", "-C", s.path, "."], sink)
-    finally:
-        wf.close()
-        t.join()
-    if rc != 0:
-        raise AiravataError(f"reading {s.label} failed: {err.strip()[-300:]}")
-    if "error" in out:
-        raise AiravataError(f"unpacking {s.label} failed: {out['error']}")
-    return out.get("skipped", [])
-
-
-def _per_file(s: End, d: End, tmp: str, prog: Progress, jobs: int) -> list[str]:
-    skipped: list[str] = []
-    items: list[tuple[str, str]] = []
-    if s.kind == "local":
-        for p, rel, is_dir in archive.walk_safe(s.path):
-            if rel.startswith("!"):
-                skipped.append(rel[1:])
-            elif os.path.islink(p) and d.kind == "local":
-                os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
-                os.symlink(os.readlink(p), os.path.join(tmp, rel))
-            elif not is_dir and not os.path.islink(p):
-                items.append((p, rel))
-    else:
-        items = [(p, posixpath.relpath(p, s.path)) for p in s.fs.find(s.path)]
-
-    def one(item: tuple[str, str]) -> None:
-        p, rel = item
-        dst = os.path.join(tmp, rel) if d.kind == "local" else posixpath.join(tmp, rel)
-        fs = End(s.kind, p, s.label, s.fs, s.loc)
-        dd = End(d.kind, dst, d.label, d.fs, d.loc)
-        _mkdir_parent(dd)
-        with _reader(fs, 0, stream=True) as reader, _writer(dd, dst, 0, stream=True) as writer:
-            while chunk := reader.read(CHUNK):
-                writer.write(chunk)
-                prog.advance(len(chunk))
-        prog.advance(0, 1)
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, items))
-    return skipped
-
-
-def _remove_tree(d: End, path: str) -> None:
-    if d.kind == "local":
-        shutil.rmtree(path, ignore_errors=True)
-    elif d.kind == "ssh":
-        d.run(f"rm -rf -- {shlex.quote(path)}")
-    elif d.fs.exists(path):
-        d.fs.rm(path, recursive=True)
-
-
-def _swap_dir(d: End, tmp: str, final: str, key: str) -> None:
-    """Put a finished tree in place: the old one (if any) is moved aside, then removed."""
-    old = _tmp_name(final, "old" + key, d.kind)
-    if d.kind == "local":
-        if os.path.lexists(final):
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    elif d.kind == "ssh":
-        q, qt, qo = shlex.quote(final), shlex.quote(tmp), shlex.quote(old)
-        d.check(f"if [ -e {q} ] || [ -L {q} ]; then mv -- {q} {qo}; fi && mv -- {qt} {q} && rm -rf -- {qo}", "mv")
-    else:
-        if d.fs.exists(final):
-            d.fs.rm(final, recursive=True)
-        d.fs.mv(tmp, final, recursive=True)
 
 
 # -- verification ----------------------------------------------------------------------------

@@ -21,6 +21,9 @@ import urllib.parse
 import urllib.request
 import zipfile
 
+if "extract" not in globals():  # imported as a module of the package, not sent as a script
+    from .archive import UnsafeMember, extract  # noqa: F401
+
 MARKER = "dataset.json"
 ARCHIVES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip")
 
@@ -55,9 +58,9 @@ def _unzip(src, target):
             name = info.filename
             norm = os.path.normpath(name)
             if name.startswith("/") or norm == ".." or norm.startswith("../"):
-                raise UnsafeMember(f"refused archive member: path {name!r} leaves the target")  # noqa: F821
+                raise UnsafeMember(f"refused archive member: path {name!r} leaves the target")
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise UnsafeMember(f"refused archive member: link {name!r} in a zip")  # noqa: F821
+                raise UnsafeMember(f"refused archive member: link {name!r} in a zip")
         z.extractall(target)
 
 
@@ -99,7 +102,7 @@ def run(args):
                 os.remove(dl)
             elif lower.endswith(ARCHIVES):
                 with open(dl, "rb") as f:
-                    extract(f, data, refuse=True, stream=False)  # noqa: F821 - from archive.py
+                    extract(f, data, refuse=True, stream=False)
                 os.remove(dl)
             else:
                 os.replace(dl, os.path.join(data, name))

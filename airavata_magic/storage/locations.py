@@ -15,7 +15,6 @@ copies, datasets and other features build on it. Host keys are always checked ag
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import asdict, dataclass
