@@ -218,7 +218,7 @@ class _Side:
             os.makedirs(os.path.join(tmp, "data"))
             return tmp
         q = shlex.quote(self.cache)
-        out = self.end.check(f"mkdir -p -- {q} && t=$(mktemp -d {q}/.{key}.XXXXXX) && mkdir -- \"$t/data\" && "
+        out = self.end.check(f"umask 077 && mkdir -p -- {q} && t=$(mktemp -d {q}/.{key}.XXXXXX) && mkdir -- \"$t/data\" && "
                              "echo \"$t\"", "mktemp")
         return out.strip().splitlines()[-1]
 

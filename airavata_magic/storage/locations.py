@@ -249,7 +249,9 @@ def ssh_error(ssh: dict[str, Any], e: BaseException) -> AiravataError:
     text = str(e) or type(e).__name__
     label = f"{ssh.get('user')}@{ssh['host']}:{ssh['port']}"
     if "host key" in text.lower():
-        return AiravataError(f"SSH to {label}: {text}; check the host's entry in {ssh.get('known_hosts')}")
+        known = ssh.get("known_hosts")
+        return AiravataError(f"SSH to {label}: the server's host key is missing from or different in {known}; "
+                             f"if you trust the host, check `ssh-keyscan -p {ssh['port']} {ssh['host']}` and fix {known}")
     return AiravataError(f"SSH to {label} failed: {text.splitlines()[0]}")
 
 

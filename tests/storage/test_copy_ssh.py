@@ -126,3 +126,23 @@ def test_object_store_and_ssh_both_ways(store, tmp_path):
     assert remote(store, "cat am-store/from-objects/f2.txt") == "2" * 50
     back = storage.copy("hs:from-objects/f3.txt", "objs:back/f3.txt", verify=True, progress=False)
     assert back.verified and fs.cat(f"{root}/back/f3.txt") == b"3" * 50
+
+
+def test_host_keys_are_verified_from_the_resources_known_hosts(store, tmp_path, monkeypatch):
+    wrong = tmp_path / "known_hosts"
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    wrong.write_text(f"[{store.host}]:{store.port} " + " ".join(other.with_suffix(".pub").read_text().split()[:2]) + "\n")
+    profile = tmp_path / "cybershuttle.yml"
+    profile.write_text(
+        "resources:\n  spoofed:\n    kind: ssh\n"
+        f"    host: {store.host}\n    port: {store.port}\n    user: {store.user}\n"
+        f"    identity_file: {store.identity_file}\n    known_hosts: {wrong}\n"
+        "storage:\n  guarded: {location: 'spoofed:/tmp'}\n")
+    monkeypatch.setenv("AIRAVATA_MAGIC_PROFILE", str(profile))
+    with pytest.raises(AiravataError, match="host key") as e:
+        storage.ls("guarded:")
+    assert "\n" not in str(e.value)
+    wrong.unlink()
+    with pytest.raises(AiravataError, match="known_hosts file .* not found: host keys are always verified"):
+        storage.filesystem("guarded")

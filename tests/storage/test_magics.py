@@ -69,3 +69,24 @@ def test_storage_copy_and_dataset_magics(nb, tmp_path):
         nb.run("%dataset register --name x --location lab:copy --public"))
     assert "cannot parse the arguments" in usage_error(nb.run('%copy_data "unbalanced x'))
     assert "add --recursive" in usage_error(nb.run(f"%copy_data local:{tmp_path / 'src'} lab:again"))
+
+
+def test_mount_links_local_storage_into_the_kernels_directory(nb, tmp_path):
+    (tmp_path / "shelf").mkdir()
+    (tmp_path / "shelf" / "book.txt").write_text("words")
+    nb.ok(f"%storage register --name shelf --location {tmp_path / 'shelf'}")
+    assert "is visible on 'loc'" in nb.ok("%storage mount shelf --runtime loc --as mounted/shelf").stdout
+    assert nb.ok("%%run_on loc\nprint(open('mounted/shelf/book.txt').read())").stdout == "words\n"
+
+
+def test_loading_the_extension_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom IPython.testing.globalipapp import start_ipython\nip = start_ipython()\n"
+            "ip.run_line_magic('load_ext', 'airavata_magic')\n"
+            "assert 'copy_data' in ip.magics_manager.magics['line']\n"
+            "print(sorted(m for m in ('fsspec', 'sshfs', 'asyncssh', 'paramiko', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
