@@ -82,7 +82,7 @@ finally:
 
 
 class QuietSink:
-    """A sink that keeps the comm messages of one request and drops everything else."""
+    """A sink for requests made on the user's behalf: keeps comm messages and stream text, shows nothing."""
 
     def __init__(self) -> None:
         self.comms: list[tuple[str, dict[str, Any], list]] = []
@@ -100,7 +100,8 @@ class QuietSink:
     def input(self, *a: Any) -> str:
         return ""
 
-    def comm(self, link: Any, msg_type: str, content: dict[str, Any], buffers: list) -> None:
+    def comm(self, link: Any, msg_type: str, content: dict[str, Any], buffers: list,
+             metadata: dict[str, Any] | None = None) -> None:
         self.comms.append((msg_type, content, buffers))
 
 
