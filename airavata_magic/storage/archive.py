@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
-from typing import IO, Callable, Iterator, Optional
+from typing import IO, Callable, Optional
 
 
 class UnsafeMember(ValueError):
@@ -77,18 +77,35 @@ def extract(fileobj: IO[bytes], target: str, *, refuse: bool, on_member: Callabl
     return skipped
 
 
-def walk_safe(root: str) -> Iterator[tuple[str, str, bool]]:
-    """(absolute path, relative path, is_dir) of a local tree, links kept as links; a link that
-    points out of the tree is yielded with rel prefixed by ``!`` so callers can skip and report it."""
-    real_root = os.path.realpath(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in sorted(dirnames) + sorted(filenames):
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, root)
-            if os.path.islink(p):
-                dest = os.path.realpath(p)
-                inside = dest == real_root or dest.startswith(real_root + os.sep)
-                yield p, rel if inside and not os.readlink(p).startswith("/") else "!" + rel, False
-            else:
-                yield p, rel, os.path.isdir(p)
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+def link_escapes(rel: str, target: str) -> bool:
+    """Whether a link at ``rel`` (relative to a tree's root) pointing to ``target`` leaves the tree
+    (absolute targets always do: on another machine they name something else)."""
+    if target.startswith("/"):
+        return True
+    dest = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    return dest == ".." or dest.startswith("../")
+
+
+def scan_tree(root: str) -> tuple[list[tuple[str, str, str, int]], list[str]]:
+    """A local tree as ``(entries, skipped)``: entries are (absolute path, relative path, kind,
+    size) with kind ``dir``, ``file`` or ``link`` (links kept as links, never followed); links that
+    point out of the tree are left out and listed in ``skipped`` by relative path."""
+    entries: list[tuple[str, str, str, int]] = []
+    skipped: list[str] = []
+    stack = [(root, "")]
+    while stack:
+        path, rel = stack.pop()
+        with os.scandir(path) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                r = f"{rel}/{e.name}" if rel else e.name
+                if e.is_symlink():
+                    if link_escapes(r, os.readlink(e.path)):
+                        skipped.append(r)
+                    else:
+                        entries.append((e.path, r, "link", 0))
+                elif e.is_dir(follow_symlinks=False):
+                    entries.append((e.path, r, "dir", 0))
+                    stack.append((e.path, r))
+                elif e.is_file(follow_symlinks=False):
+                    entries.append((e.path, r, "file", e.stat(follow_symlinks=False).st_size))
+    return entries, skipped

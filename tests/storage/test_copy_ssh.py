@@ -77,8 +77,11 @@ def test_trees_travel_as_one_tar_stream(store, tmp_path):
     back = storage.copy("hs:many", str(tmp_path / "back"), recursive=True, verify=True, progress=False)
     assert back.method == "tar-stream" and back.verified
     assert len(os.listdir(tmp_path / "back" / "sub dir")) == 200
+    remote(store, "ln -s ../../../etc am-store/many/rel-escape && ln -s /etc am-store/many/abs-escape")
     again = storage.copy("hs:many", "sf:many2", recursive=True, verify=True, progress=False)
     assert again.method == "remote-cp" and again.verified
+    assert again.skipped == ["abs-escape", "rel-escape"]
+    assert remote(store, "cd am-store/many2 && ls -A | sort | tr '\\n' ' '") == "inside sub dir "
     assert not (tmp_path / "pwned").exists()
 
 
