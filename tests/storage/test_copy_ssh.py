@@ -82,6 +82,9 @@ def test_trees_travel_as_one_tar_stream(store, tmp_path):
     assert again.method == "remote-cp" and again.verified
     assert again.skipped == ["abs-escape", "rel-escape"]
     assert remote(store, "cd am-store/many2 && ls -A | sort | tr '\\n' ' '") == "inside sub dir "
+    down = storage.copy("hs:many", str(tmp_path / "back2"), recursive=True, progress=False)
+    assert len(down.skipped) == 2 and all("points" in why for why in down.skipped)
+    assert sorted(os.listdir(tmp_path / "back2")) == ["inside", "sub dir"]
     assert not (tmp_path / "pwned").exists()
 
 
