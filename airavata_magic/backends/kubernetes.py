@@ -38,7 +38,7 @@ import yaml
 
 from .. import paths, secret_values
 from ..errors import BackendError, InvalidArgument
-from ..profile import path, text, text_list
+from ..checks import path, text, text_list
 from ..runtime import Observation, Runtime, RuntimeState
 from .base import AuthResult, Backend, ConnectionInfo, Resource
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import paths, profile
+from .. import checks, paths
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeState
 from .base import AuthResult, Backend, ConnectionInfo
@@ -66,7 +66,7 @@ def _proc_start_time(pid: int) -> str | None:
 
 class LocalBackend(Backend):
     kind = "local"
-    profile_keys = {"python": profile.path}
+    profile_keys = {"python": checks.path}
     poll_interval = 0.05
 
     def __init__(self, resource, runtime_dir) -> None:

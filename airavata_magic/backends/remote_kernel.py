@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .. import profile as validators
+from .. import checks as validators
 from ..errors import BackendError, InvalidArgument, TransportError
 from ..runtime import Observation, Runtime, RuntimeState
 from ..transport.ssh import Forward, SshConnection, SshTarget, connection_for, parse_jump, quote_argv

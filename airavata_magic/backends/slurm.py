@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .. import profile as validators
+from .. import checks as validators
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 from .base import Resource
