@@ -279,7 +279,7 @@ def run(name: str, *, input_file: str | None = None, pairs: list[tuple[str, str]
     _, inputs = store.load(name)
     params = resolve_parameters(inputs, input_file, pairs)
     if runtime is not None:
-        from .kernelspec import resolve_preset
+        from ..jupyter.kernelspec import resolve_preset
 
         resolve_preset(runtime)  # an unknown preset fails here, before anything runs
     if output is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..runtime import validate_name
+from ..checks import runtime_name as validate_name
 
 PROVISIONER = "airavata-provisioner"
 
