@@ -20,10 +20,9 @@ def _fail(what: str | None, value: Any, why: str) -> InvalidArgument:
     return InvalidArgument(f"invalid {what} {value!r}: {why}" if what else why)
 
 
-def one_line(message: str) -> str:
-    """The first non-empty line of ``message``, for a user-facing error."""
-    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
-    return lines[0] if lines else "unknown error"
+def one_line(message: object) -> str:
+    """A message on one line: control characters (newlines from user input too) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message).strip())
 
 
 def text(value: Any, what: str | None = None) -> str:

@@ -6,16 +6,15 @@ cell's error, shown with the remote traceback.
 from __future__ import annotations
 
 import ast
-import functools
 import html
-import sys
-from typing import Any, Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
-from .errors import AiravataError, RuntimeFailed
+from .errors import RuntimeFailed
+from .usage import parse, user_errors
 from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
 from .relay import CellOutcome, NotebookSink
 from .runtime import LOCAL, Runtime, validate_name
@@ -84,39 +83,6 @@ def local_value(content: dict[str, Any], runtime: str) -> Any:
             if repr(value) == text:
                 return value
     return RemoteResult(data, content.get("metadata") or {}, runtime)
-
-
-def one_line(message: str) -> str:
-    """A message on one line: control characters from user input shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message).strip())
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Turn this package's errors into one-line UsageErrors (no traceback from deep inside)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RuntimeFailed as e:
-            if e.log_tail:
-                print("--- log tail ---\n" + e.log_tail, file=sys.stderr, flush=True)
-            raise UsageError(one_line(str(e))) from None
-        except AiravataError as e:
-            raise UsageError(one_line(str(e))) from None
-        except UsageError as e:
-            raise UsageError(one_line(str(e))) from None
-        except ValueError as e:  # e.g. unbalanced quotes in an argument string
-            raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
-
-    return wrapper
-
-
-def parse(magic: Callable, line: str):
-    try:
-        return parse_argstring(magic, line)
-    except ValueError as e:
-        raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
 
 
 def _status_bundle(rt: Runtime, elapsed: float, tail: str = "") -> dict[str, str]:

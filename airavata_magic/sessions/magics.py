@@ -12,8 +12,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..magics import parse as _parse
-from ..magics import user_errors as _user_errors
+from ..usage import parse as _parse
+from ..usage import user_errors as _user_errors
 from .recorder import Recorder
 
 # export, templates and nbformat are imported when a magic needs them: loading the extension
