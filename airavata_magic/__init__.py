@@ -5,7 +5,6 @@ same (users of the older Cybershuttle magics type that); outside IPython it regi
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
@@ -30,28 +29,23 @@ def load_ipython_extension(ip: Any) -> None:
     if id(ip) in _loaded:
         return
     from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
-    from .routing import make_router
+    from .routing import CellRouting, make_router
+    from .sessions import magics as session_magics
 
     manager = get_manager()
-    magics = RuntimeMagics(ip, manager)
+    routing = CellRouting()
+    magics = RuntimeMagics(ip, manager, routing)
     ip.register_magics(magics)
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
-
-    def reset_routed(*_args: Any) -> None:
-        manager.last_routed = []
-
-    ip.events.register("pre_run_cell", reset_routed)
-    if importlib.util.find_spec("airavata_magic.sessions.magics") is not None:
-        from .sessions import magics as session_magics
-
-        session_magics.load(ip, manager)
+    ip.events.register("pre_run_cell", routing.reset)
+    session_magics.load(ip, manager, routing)
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
     cell_names = {n for n, f in ours["cell"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
     ip.input_transformers_cleanup.append(
-        make_router(lambda: manager.current, line_names, cell_names, enabled=lambda: not magics.running_local)
+        make_router(lambda: manager.current, line_names, cell_names, enabled=lambda: routing.enabled)
     )
     _loaded.add(id(ip))
 

@@ -17,6 +17,7 @@ from .errors import RuntimeFailed
 from .usage import parse, user_errors
 from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
 from .relay import CellOutcome, NotebookSink
+from .routing import CellRouting
 from .runtime import LOCAL, Runtime, validate_name
 
 
@@ -104,10 +105,10 @@ def _status_bundle(rt: Runtime, elapsed: float, tail: str = "") -> dict[str, str
 class RuntimeMagics(Magics):
     """``%request_runtime``, ``%switch_runtime``, ``%%run_on`` and friends."""
 
-    def __init__(self, shell, manager: RuntimeManager) -> None:
+    def __init__(self, shell: Any, manager: RuntimeManager, routing: CellRouting) -> None:
         super().__init__(shell)
         self.manager = manager
-        self.running_local = False  # %%run_on local: run the cell here, unrouted
+        self.routing = routing
 
     # -- resources ---------------------------------------------------------------------------
     @magic_arguments()
@@ -217,7 +218,7 @@ class RuntimeMagics(Magics):
             return None
         outcomes = self.manager.run(names, cell, NotebookSink(labelled=len(names) > 1),
                                     allow_stdin=bool(getattr(getattr(self.shell, "kernel", None), "_allow_stdin", True)))
-        self.manager.last_routed = names
+        self.routing.note_ran_on(names)
         if any(o.status != "ok" for o in outcomes):
             raise remote_error(outcomes)
         if len(outcomes) == 1:
@@ -232,11 +233,8 @@ class RuntimeMagics(Magics):
         return None
 
     def _run_here(self, cell: str) -> Any:
-        self.running_local = True
-        try:
+        with self.routing.running_here():
             result = self.shell.run_cell(cell, store_history=False)
-        finally:
-            self.running_local = False
         if result.error_before_exec or result.error_in_exec:
             raise UsageError("the cell failed locally (see above)")
         return None

@@ -5,7 +5,7 @@ What it hooks (documented IPython events, nothing patched):
 - ``pre_run_cell``: the cell as the user typed it (``info.raw_cell``) and the id of the
   ``execute_request`` it belongs to (``kernel.get_parent('shell')``);
 - ``post_run_cell``: its status, execution count, and the runtimes it ran on
-  (``manager.last_routed``; [] = the notebook kernel itself).
+  (``CellRouting.ran_on``; [] = the notebook kernel itself).
 
 Outputs come from the notebook kernel's own iopub socket: a background thread subscribes to it
 like a second frontend and groups messages by their parent ``msg_id``. It therefore sees exactly
@@ -67,9 +67,11 @@ class _Cell:
 class Recorder:
     """Owns the active session of this kernel (at most one)."""
 
-    def __init__(self, shell: Any, manager: Any = None, store: journal.SessionStore | None = None) -> None:
+    def __init__(self, shell: Any, manager: Any = None, store: journal.SessionStore | None = None,
+                 routing: Any = None) -> None:
         self.shell = shell
         self.manager = manager
+        self.routing = routing  # routing.CellRouting: where the current cell ran
         self._store = store
         self.name: str | None = None
         self.journal: journal.JournalFile | None = None
@@ -196,7 +198,7 @@ class Recorder:
             cell = self._pending.get(parent) if parent else None
         if cell is None:
             return
-        routed = list(getattr(self.manager, "last_routed", None) or [])
+        routed = list(self.routing.ran_on) if self.routing is not None else []
         self._note_runtimes(routed)
         self.redactor.learn_from_namespace(cell.code, getattr(self.shell, "user_ns", {}))
         with self._lock:
