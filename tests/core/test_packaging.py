@@ -96,3 +96,11 @@ def test_no_import_cycle_among_package_modules():
         if state.get(m) is None and visit(m, [m]):
             break
     assert cycle == [], " -> ".join(cycle)
+
+
+def test_every_package_data_glob_matches_a_file():
+    conf = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for package, globs in conf["package-data"].items():
+        folder = ROOT / conf.get("package-dir", {}).get(package, package.replace(".", "/"))
+        for glob in globs:
+            assert list(folder.glob(glob)), f"{package}: {glob} matches no file in {folder}"
