@@ -13,6 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from . import checks
 from .errors import RuntimeFailed
 from .usage import parse, user_errors
 from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
@@ -154,14 +155,7 @@ class RuntimeMagics(Magics):
     def wait_for_runtime(self, line: str) -> None:
         """Block until the runtime's kernel answers; fail at once with the reason if it cannot start."""
         a = parse(self.wait_for_runtime, line)
-        timeout = None
-        if a.timeout is not None:
-            try:
-                timeout = float(a.timeout)
-                if not 0 < timeout < 10**7:
-                    raise ValueError
-            except ValueError:
-                raise UsageError(f"invalid --timeout {a.timeout!r}: give a positive number of seconds") from None
+        timeout = None if a.timeout is None else checks.seconds(a.timeout, "--timeout")
         name = validate_name(a.name)
         if a.live:
             from IPython.display import display
