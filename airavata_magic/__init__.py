@@ -6,16 +6,20 @@ same (users of the older Cybershuttle magics type that); outside IPython it regi
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .manager import RuntimeManager
 
 __version__ = "0.1.0"
 
-_manager = None
+_manager: "RuntimeManager | None" = None
 _loaded: set[int] = set()
 
 
-def get_manager():
-    """The process's ``RuntimeManager`` (created on first use)."""
+def get_manager() -> "RuntimeManager":
+    """The process's one ``RuntimeManager`` (created on first use), shared by the magics, the
+    command line and the session recorder."""
     global _manager
     if _manager is None:
         from .manager import RuntimeManager
@@ -55,6 +59,8 @@ def unload_ipython_extension(ip: Any) -> None:
     ip.input_transformers_cleanup[:] = [t for t in ip.input_transformers_cleanup
                                         if getattr(t, "__module__", "") != "airavata_magic.routing"]
     _loaded.discard(id(ip))
+    if _manager is not None:  # links, walltime timers and pooled SSH connections end with the extension
+        _manager.close(transports=True)
 
 
 def record_value(name: str, value: Any) -> None:

@@ -24,7 +24,7 @@ resource, so a backend may keep one SSH connection or API client open and share 
 
 Heavy imports (paramiko via ``transport``, kubernetes) belong inside methods, so that validating
 a profile that mentions a kind does not pay for its client library. Profile value validators come
-from ``airavata_magic.checks``; ``Resource`` is a profile concept.
+from ``airavata_magic.checks``; ``Resource`` is a profile concept (``profile.Resource``).
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar
 from ..errors import BackendError
 
 if TYPE_CHECKING:
+    from ..profile import Resource
     from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 # A validator takes the raw YAML value and returns the cleaned value or raises ValueError /
@@ -44,19 +45,8 @@ Validator = Callable[[Any], Any]
 # Connection info in the Jupyter connection-file format (ip, transport, shell_port, iopub_port,
 # stdin_port, control_port, hb_port, key, signature_scheme), with ip/ports reachable from here.
 ConnectionInfo = dict[str, Any]
-
-
-@dataclass
-class Resource:
-    """One entry of the profile's ``resources:`` section, validated.
-
-    A profile concept; it lives here only until ``profile.py`` defines it (then this module
-    imports it from there under ``TYPE_CHECKING`` only)."""
-
-    name: str
-    kind: str
-    settings: dict[str, Any]  # validated keys of this kind, without `kind`
-    source: str = "<built-in>"  # file:line it came from, for messages
+#: the five kernel ports of a connection file
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 @dataclass
@@ -99,7 +89,7 @@ class Backend(abc.ABC):
     #: seconds between status queries while waiting; backends with a scheduler back off further
     poll_interval: ClassVar[float] = 0.5
 
-    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
+    def __init__(self, resource: "Resource", runtime_dir: Callable[[str], Any]) -> None:
         """``runtime_dir(name)`` gives the private local directory for a runtime's files."""
         self.resource = resource
         self.runtime_dir = runtime_dir
@@ -139,7 +129,8 @@ class Backend(abc.ABC):
         """Start a fresh kernel in the same allocation; ``connection()`` then returns its info.
 
         Returns ``backend_state`` entries that changed (the manager merges and saves them), or
-        None when nothing the record holds changed."""
+        None when nothing the record holds changed. The key ``job_id``, when present, is the new
+        job id instead (a restarted local process has a new pid)."""
 
     @abc.abstractmethod
     def stop(self, runtime: "Runtime") -> None:
@@ -160,11 +151,10 @@ class Backend(abc.ABC):
         """A short "why" for the last ``estimate_start`` (e.g. sbatch --test-only's answer)."""
         return ""
 
-    def kernel_alive(self, runtime: "Runtime", timeout: float = 1.0) -> bool | None:
-        """A cheap liveness check (a pid, a job or pod status) answered within ``timeout``
-        seconds, or None when only the heartbeat can tell (or the check could not finish in
-        time). Called by the manager from the relay's loop during a cell, so it must not block
-        past ``timeout``."""
+    def kernel_alive(self, runtime: "Runtime") -> bool | None:
+        """A liveness check (a pid, a job or pod status), or None when only the heartbeat can
+        tell. Called during a cell from the relay's liveness thread, never from its poll loop
+        (``relay.liveness``): until a slow check answers, the heartbeat alone decides."""
         return None
 
     def run_batch(self, command: str, spec: "RuntimeSpec", on_stdout: Callable[[bytes], None],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .model import (LOCAL, SPEC_FIELDS, Observation, Runtime, RuntimeSpec, RuntimeState, parse_memory,
                     validate_name)
-from .store import BrokenRecord, RuntimeStore, process_start
+from .store import BrokenRecord, RuntimeStore, idle_limit, process_start
 
 __all__ = ["LOCAL", "SPEC_FIELDS", "BrokenRecord", "Observation", "Runtime", "RuntimeSpec", "RuntimeState",
-           "RuntimeStore", "parse_memory", "process_start", "validate_name"]
+           "RuntimeStore", "idle_limit", "parse_memory", "process_start", "validate_name"]

@@ -20,6 +20,23 @@ from ..errors import RuntimeNotFound
 from .model import Runtime
 
 
+IDLE_ENV = "AIRAVATA_MAGIC_IDLE_TIMEOUT"
+DEFAULT_IDLE_S = 3600.0  # like a typical Enterprise Gateway cull_idle_timeout: one hour
+
+
+def idle_limit() -> float:
+    """Seconds a runtime may live with no notebook holding it: ``$AIRAVATA_MAGIC_IDLE_TIMEOUT``
+    (seconds; ``0`` disables culling), default one hour. A bad value falls back to the default."""
+    raw = os.environ.get(IDLE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_IDLE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        return DEFAULT_IDLE_S
+    return value if value >= 0 and value == value and value != float("inf") else DEFAULT_IDLE_S
+
+
 def _file_stem(name: str) -> str:
     return urllib.parse.quote(name, safe="-_.")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from jupyter_client import BlockingKernelClient
 
 from airavata_magic.backends.base import Backend
+from airavata_magic.manager import apply_observation, apply_submission
 from airavata_magic.runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 
@@ -26,16 +27,13 @@ class Started:
 
 def request(backend: Backend, name: str, **spec) -> Started:
     rt = Runtime(name=name, resource=backend.resource.name, kind=backend.kind, spec=RuntimeSpec(**spec))
-    backend.request(rt)
+    apply_submission(rt, backend.request(rt))  # what the manager does with a submission
     return Started(backend, rt)
 
 
 def observe(s: Started) -> Observation:
     obs = s.backend.observe([s.runtime])[s.runtime.name]
-    if not (s.runtime.state == RuntimeState.READY and obs.state == RuntimeState.STARTING):
-        s.runtime.state = obs.state
-    s.runtime.node = obs.node or s.runtime.node
-    s.runtime.ends_at = obs.ends_at or s.runtime.ends_at
+    apply_observation(s.runtime, obs)  # what the manager does with an observation
     s.observations.append(obs)
     return obs
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airavata_magic.backends.base import Resource
+from airavata_magic.profile import Resource
 from airavata_magic.backends.slurm import SlurmBackend
 from airavata_magic.backends.ssh import SshBackend
 from airavata_magic.errors import BackendError, InvalidArgument
