@@ -181,10 +181,15 @@ class PodPortForward:
             self._opening.add(ws)
         try:
             connect_stream(ws, url, self.configuration)
-        finally:
-            with self._lock:
-                self._opening.discard(ws)
+        except BaseException:
+            self._opened(ws)
+            raise
         return ws
+
+    def _opened(self, ws: Any) -> None:
+        """``ws`` is past its handshake and greeting (or failed): close() need not wake it."""
+        with self._lock:
+            self._opening.discard(ws)
 
     def _accept_loop(self) -> None:
         sel = selectors.DefaultSelector()
@@ -215,27 +220,14 @@ class PodPortForward:
         Refused streams are retried (with back-off, for up to ``connect_timeout``) while the
         local connection waits; then it is closed, so the client reconnects and tries again.
         """
-        deadline = time.monotonic() + self.connect_timeout
-        delay = 0.05
-        while True:
-            ws = None
-            try:
-                ws = self._open_stream(remote)
-                first, prefixed = self._first_data(ws, remote)
-                break
-            except (*STREAM_ERRORS, TransportError) as e:
-                self.last_error = f"port-forward to {self.pod}:{remote}: {one_line(e)}"
-                if ws is not None:
-                    close_ws(ws)
-            if self.closed or time.monotonic() + delay > deadline or _peer_gone(conn):
-                conn.close()
-                return
-            if self._stopped.wait(delay):  # close() ends the wait at once
-                conn.close()
-                return
-            # a kernel that is starting listens within a second or two: keep retries close then
-            started = deadline - self.connect_timeout
-            delay = min(delay * 1.5, 0.2 if time.monotonic() - started < 10 else self.max_backoff)
+        try:
+            ws, first, prefixed = self._accepted_stream(conn, remote)
+        except BaseException:
+            conn.close()  # nobody else will: the client sees its connection end, not a hang
+            raise
+        if ws is None:
+            conn.close()
+            return
         pipe = Pipe(conn, ws, remote, lambda error: self._error(remote, error), first, prefixed)
         with self._lock:
             if self.closed:
@@ -246,6 +238,32 @@ class PodPortForward:
         pipe.run()  # returns once both directions have ended
         with self._lock:
             self._pipes.discard(pipe)
+
+    def _accepted_stream(self, conn: socket.socket, remote: int) -> tuple[Any, bytes, dict[int, bool]]:
+        """A stream to ``remote`` that the pod's side accepted, with its first bytes; (None, ...)
+        when ``connect_timeout`` passed, the local client left, or the forward was closed."""
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            ws = None
+            try:
+                ws = self._open_stream(remote)
+                first, prefixed = self._first_data(ws, remote)
+                return ws, first, prefixed
+            except (*STREAM_ERRORS, TransportError) as e:
+                self.last_error = f"port-forward to {self.pod}:{remote}: {one_line(e)}"
+                if ws is not None:
+                    close_ws(ws)
+            finally:
+                if ws is not None:
+                    self._opened(ws)
+            if self.closed or time.monotonic() + delay > deadline or _peer_gone(conn):
+                return None, b"", {}
+            if self._stopped.wait(delay):  # close() ends the wait at once
+                return None, b"", {}
+            # a kernel that is starting listens within a second or two: keep retries close then
+            started = deadline - self.connect_timeout
+            delay = min(delay * 1.5, 0.2 if time.monotonic() - started < 10 else self.max_backoff)
 
     def _first_data(self, ws: Any, port: int) -> tuple[bytes, dict[int, bool]]:
         """Read until the pod's side speaks (returns its first bytes) or refuses (raises).
