@@ -163,7 +163,8 @@ class Backend(abc.ABC):
         output to ``on_stdout``/``on_stderr`` while it runs; return its exit code.
 
         Called by ``compute``. Only kinds that can run plain commands (slurm, ssh) override it."""
-        raise BackendError(f"{self.kind} resources cannot run batch commands")
+        raise BackendError(f"{self.kind} resources cannot run batch commands; "
+                           "compute execute runs on slurm and ssh resources")
 
     def close(self) -> None:
         """Release connections held by this backend (not the runtimes themselves)."""

@@ -6,6 +6,7 @@ jupyter_client as the client (the way the manager's KernelLink will).
 from __future__ import annotations
 
 import queue
+import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -109,3 +110,28 @@ def stop_quietly(s: Started) -> None:
         s.backend.stop(s.runtime)
     except Exception:  # noqa: BLE001 - cleanup of a test: the runtime may be long gone
         pass
+
+
+#: Slurm states after which a job never changes again (COMPLETING is not one: it ends soon after)
+SLURM_TERMINAL = {"CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                  "DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"}
+
+
+def squeue_state(job_id: str) -> str:
+    """The job's Slurm state now ('' once Slurm has forgotten it)."""
+    out = subprocess.run(["squeue", "-h", "-a", "--states=all", "-j", job_id, "-o", "%T"],
+                         capture_output=True, text=True).stdout.strip()
+    return out.split()[0].rstrip("+") if out else ""
+
+
+def wait_job_ended(job_id: str, timeout: float = 30) -> str:
+    """Wait (with a deadline) until the job is in a terminal state, and return it ('' when
+    Slurm no longer lists it). On a loaded machine a cancelled job shows COMPLETING first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = squeue_state(job_id)
+        if state in SLURM_TERMINAL or not state:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Slurm job {job_id} still {state} after {timeout} s")
+        time.sleep(0.2)
