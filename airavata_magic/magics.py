@@ -17,7 +17,7 @@ from . import checks
 from .errors import RuntimeFailed
 from .usage import parse, user_errors
 from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
-from .relay import CellOutcome, NotebookSink
+from .relay import CellInterrupted, CellOutcome, NotebookSink
 from .routing import CellRouting
 from .runtime import LOCAL, Runtime, validate_name
 
@@ -30,11 +30,17 @@ class RemoteCellError(Exception):
 
 
 def remote_error(outcomes: list[CellOutcome]) -> RemoteCellError:
-    """One local exception for the failed outcomes, named like the (first) remote one."""
+    """One local exception for the failed outcomes, named like the (first) remote one.
+
+    A remote ``KeyboardInterrupt`` becomes one here too (callers see an interrupt), shown like
+    any remote error with the remote kernel's own traceback, not this package's frames."""
     failed = [o for o in outcomes if o.status != "ok"]
     first = failed[0].error or {}
     ename = str(first.get("ename") or "RemoteError")
-    cls = type(ename if ename.isidentifier() else "RemoteError", (RemoteCellError,), {})
+    bases: tuple[type, ...] = (RemoteCellError,)
+    if ename == "KeyboardInterrupt":
+        bases = (RemoteCellError, KeyboardInterrupt)
+    cls = type(ename if ename.isidentifier() else "RemoteError", bases, {})
     evalue = str(first.get("evalue") or "")
     err = cls(evalue)
     err.runtime = ",".join(str(o.label) for o in failed)
@@ -163,10 +169,9 @@ class RuntimeMagics(Magics):
             handle = None
             rt0 = self.manager.get(name)
 
-            def update(rt: Runtime, elapsed: float) -> None:
+            def update(rt: Runtime, elapsed: float, log_tail: str = "") -> None:
                 nonlocal handle
-                obs = self.manager.last_observation.get(rt.name)
-                tail = "\n".join((obs.log_tail if obs else "").splitlines()[-6:])
+                tail = "\n".join(log_tail.splitlines()[-6:])
                 bundle = _status_bundle(rt, elapsed, tail)
                 if handle is None:
                     handle = display(bundle, raw=True, display_id=True)
@@ -210,8 +215,14 @@ class RuntimeMagics(Magics):
             return self._run_here(cell)
         if not cell.strip():
             return None
-        outcomes = self.manager.run(names, cell, NotebookSink(labelled=len(names) > 1),
-                                    allow_stdin=bool(getattr(getattr(self.shell, "kernel", None), "_allow_stdin", True)))
+        try:
+            outcomes = self.manager.run(names, cell, NotebookSink(labelled=len(names) > 1),
+                                        allow_stdin=bool(getattr(getattr(self.shell, "kernel", None), "_allow_stdin", True)))
+        except CellInterrupted as e:
+            # Show how the remote cells ended (their own KeyboardInterrupt), not our frames.
+            if all(o.status == "ok" for o in e.outcomes):
+                raise KeyboardInterrupt from None  # they had all finished: a plain local interrupt
+            outcomes = e.outcomes
         self.routing.note_ran_on(names)
         if any(o.status != "ok" for o in outcomes):
             raise remote_error(outcomes)

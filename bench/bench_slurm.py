@@ -29,21 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from jupyter_client import BlockingKernelClient  # noqa: E402
 
-from airavata_magic.backends.remote_kernel import PORT_NAMES  # noqa: E402
+from airavata_magic.backends.base import PORT_NAMES  # noqa: E402
 from airavata_magic.manager import RuntimeManager  # noqa: E402
 from airavata_magic.profile import load_profile  # noqa: E402
 from airavata_magic.runtime import Runtime, RuntimeStore  # noqa: E402
 from airavata_magic.transport.ssh import SshConnection  # noqa: E402
+from common import NullSink, pct  # noqa: E402
 from tests.slurm import testbed  # noqa: E402
-
-
-class NullSink:
-    """Swallows a cell's output (the benchmark measures the round trip, not the display)."""
-
-    def stream(self, label, name, text): pass
-    def display(self, label, msg_type, content): pass
-    def clear_output(self, label, wait): pass
-    def input(self, label, prompt, password): return ""
 
 
 def med(xs: list[float]) -> float:
@@ -51,8 +43,7 @@ def med(xs: list[float]) -> float:
 
 
 def p95(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+    return pct(xs, 0.95)
 
 
 def row(what: str, ours: list[float], base: list[float], unit: str = "s", scale: float = 1.0) -> None:
