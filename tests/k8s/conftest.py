@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from airavata_magic.profile import Resource
+from airavata_magic.backends.base import Submission
 from airavata_magic.backends.kubernetes import KubernetesBackend, label_value
+from airavata_magic.profile import Resource
 from airavata_magic.runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 from .simulator import Simulator

@@ -25,9 +25,9 @@ from ...runtime import Observation, RuntimeState
 from ..base import AuthResult, Backend, ConnectionInfo, Submission
 from . import settings as schema
 from .api import KubeApi
-from .manifests import (CONTAINER, KERNEL_PORTS, LABEL_RUNTIME, PodRequest, default_owner, label_value,
-                        new_connection, owner_reference, owner_selector, pod_name, read_connection,
-                        render_pod, render_secret, secret_name_of)
+from .manifests import (CONTAINER, KERNEL_PORTS, LABEL_RUNTIME, PodRequest, default_owner, new_connection,
+                        owner_reference, owner_selector, pod_name, read_connection, render_pod, render_secret,
+                        secret_name_of)
 from .status import observation_from_pod, phase, restarts, running
 
 if TYPE_CHECKING:
