@@ -54,8 +54,7 @@ class RuntimeManager(CellsMixin):
     """Requests, follows, connects to and stops this user's runtimes."""
 
     def __init__(self, store: RuntimeStore | None = None, warn: Callable[[str], None] | None = None) -> None:
-        """``store``: the record store (default: ``$AIRAVATA_MAGIC_HOME``); ``warn(text)`` shows
-        a warning to the user (default: stderr)."""
+        """``store``: the records (default: ``$AIRAVATA_MAGIC_HOME``); ``warn(text)``: to the user."""
         self.store = store or RuntimeStore()
         #: where cells run: a runtime name, or ``LOCAL`` for the notebook's own kernel
         self.current: str = LOCAL
@@ -100,7 +99,7 @@ class RuntimeManager(CellsMixin):
     def _current_record(self, name: str) -> Runtime | None:
         try:
             return self.store.load(name)
-        except AiravataError:
+        except AiravataError:  # gone or unreadable: nothing to warn about
             return None
 
     def _apply(self, rt: Runtime, obs: Observation, free: bool = True) -> None:
@@ -155,6 +154,7 @@ class RuntimeManager(CellsMixin):
         validate_name(name)
         if name == LOCAL:
             raise InvalidArgument("'local' is the notebook's own kernel; give the new runtime another name")
+        idle_limit()  # a bad AIRAVATA_MAGIC_IDLE_TIMEOUT fails before anything is submitted
         plan = plan_request(name, file=file, resource=resource, use=use, overrides=overrides, preset=preset)
         if self.store.exists(name):
             old = self.store.load_any(name)

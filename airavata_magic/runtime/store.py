@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import paths
-from ..errors import RuntimeNotFound
+from ..errors import InvalidArgument, RuntimeNotFound
 from .model import Runtime
 
 
@@ -26,15 +26,17 @@ DEFAULT_IDLE_S = 3600.0  # like a typical Enterprise Gateway cull_idle_timeout: 
 
 def idle_limit() -> float:
     """Seconds a runtime may live with no notebook holding it: ``$AIRAVATA_MAGIC_IDLE_TIMEOUT``
-    (seconds; ``0`` disables culling), default one hour. A bad value falls back to the default."""
+    (seconds; ``0`` disables culling), default one hour. A bad value is an ``InvalidArgument``."""
     raw = os.environ.get(IDLE_ENV, "").strip()
     if not raw:
         return DEFAULT_IDLE_S
     try:
         value = float(raw)
     except ValueError:
-        return DEFAULT_IDLE_S
-    return value if value >= 0 and value == value and value != float("inf") else DEFAULT_IDLE_S
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise InvalidArgument(f"{IDLE_ENV}={raw!r}: give a number of seconds (0 disables ending idle runtimes)")
+    return value
 
 
 def _file_stem(name: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from airavata_magic.errors import InvalidArgument
 from airavata_magic.manager import RuntimeManager
 from airavata_magic.runtime import RuntimeState, RuntimeStore, process_start
 
@@ -177,3 +178,10 @@ def test_the_manager_ends_runtimes_nobody_held_for_the_idle_limit(manager, env, 
         manager.rows()
     assert "idle" in manager.get("quiet").reason
     _wait_gone(pid, 15)
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "inf", "nan"])
+def test_a_bad_idle_limit_is_one_clear_error(manager, env, monkeypatch, value):
+    monkeypatch.setenv("AIRAVATA_MAGIC_IDLE_TIMEOUT", value)
+    with pytest.raises(InvalidArgument, match="AIRAVATA_MAGIC_IDLE_TIMEOUT=.*number of seconds"):
+        manager.request("x", file=env[1], resource="box")
