@@ -151,10 +151,12 @@ class Backend(abc.ABC):
         """A short "why" for the last ``estimate_start`` (e.g. sbatch --test-only's answer)."""
         return ""
 
-    def kernel_alive(self, runtime: "Runtime") -> bool | None:
-        """A liveness check (a pid, a job or pod status), or None when only the heartbeat can
-        tell. Called during a cell from the relay's liveness thread, never from its poll loop
-        (``relay.liveness``): until a slow check answers, the heartbeat alone decides."""
+    def kernel_alive(self, runtime: "Runtime", timeout: float = 1.0) -> bool | None:
+        """A liveness check (a pid, a job or pod status) that gives up after ``timeout`` seconds
+        (the manager passes less than the heartbeat's patience), or None when only the heartbeat
+        can tell or the check could not finish in time. Called during a cell from the relay's
+        liveness thread, never from its poll loop (``relay.liveness``): until a slow check
+        answers, the heartbeat alone decides."""
         return None
 
     def run_batch(self, command: str, spec: "RuntimeSpec", on_stdout: Callable[[bytes], None],

@@ -115,7 +115,7 @@ class LocalProcessBackend(Backend):
             return child.poll() is None
         return _proc_start_time(pid) == runtime.backend_state.get("start_time")
 
-    def kernel_alive(self, runtime: Runtime) -> bool | None:
+    def kernel_alive(self, runtime: Runtime, timeout: float = 1.0) -> bool | None:
         return self._alive(runtime)
 
     def observe(self, runtimes: list[Runtime]) -> dict[str, Observation]:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .core import RuntimeManager
 
 MAX_POLL_INTERVAL = 2.0
+#: how long a backend's liveness check may take during a cell: less than the heartbeat's
+#: patience (relay.link.HEARTBEAT_TIMEOUT, 3.5 s), so a slow API server cannot outlast it
+LIVENESS_TIMEOUT_S = 2.0
 
 #: ``on_update(record, seconds elapsed, log tail)`` while waiting
 OnUpdate = Callable[[Runtime, float, str], None]
@@ -142,7 +145,7 @@ class CellsMixin:
             # Asked from the relay's liveness thread, never from its poll loop (relay.liveness):
             # a slow backend has no say until it answers; the heartbeat stays the authority.
             h = held[link.label]
-            return h.backend.kernel_alive(h.record)
+            return h.backend.kernel_alive(h.record, timeout=LIVENESS_TIMEOUT_S)
 
         try:
             return run_cell([h.link for h in held.values()], code, sink, allow_stdin=allow_stdin, silent=silent,

@@ -185,3 +185,53 @@ def test_a_bad_idle_limit_is_one_clear_error(manager, env, monkeypatch, value):
     monkeypatch.setenv("AIRAVATA_MAGIC_IDLE_TIMEOUT", value)
     with pytest.raises(InvalidArgument, match="AIRAVATA_MAGIC_IDLE_TIMEOUT=.*number of seconds"):
         manager.request("x", file=env[1], resource="box")
+
+
+class _Sink:
+    """Keeps the streamed text of a cell, with arrival times."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[float, str]] = []
+
+    def stream(self, label, name, text) -> None:
+        self.chunks.append((time.monotonic(), text))
+
+    def stream_packed(self, label, packed, unpack) -> None:
+        self.stream(label, "stdout", unpack(packed).get("text", ""))
+
+    def display(self, label, msg_type, content) -> None:
+        pass
+
+    def clear_output(self, label, wait) -> None:
+        pass
+
+    def input(self, label, prompt, password) -> str:
+        return ""
+
+    def comm(self, link, msg_type, content, buffers, metadata=None) -> None:
+        pass
+
+
+def test_a_slow_liveness_check_gets_a_deadline_shorter_than_the_heartbeat(manager, env):
+    """Fix for a slow API server: the manager bounds the backend's liveness check below the
+    heartbeat's patience, and the cell's output keeps flowing while a check hangs."""
+    from airavata_magic.relay.link import HEARTBEAT_TIMEOUT
+
+    _, profile = env
+    manager.request("slowcheck", file=profile, resource="box")
+    rt = manager.wait("slowcheck", timeout=60)
+    backend = manager.backend_for(rt)
+    asked: list[float] = []
+
+    def slow_alive(runtime, timeout=None):  # this test's stand-in for an API server under load
+        asked.append(timeout)
+        time.sleep(5)
+        return True
+
+    backend.kernel_alive = slow_alive
+    sink = _Sink()
+    code = "import time\nfor i in range(8):\n    print(i, flush=True)\n    time.sleep(0.25)"
+    (outcome,) = manager.run(["slowcheck"], code, sink)
+    assert outcome.status == "ok"
+    assert "".join(t for _, t in sink.chunks) == "".join(f"{i}\n" for i in range(8))
+    assert asked and all(t is not None and t < HEARTBEAT_TIMEOUT for t in asked), asked
