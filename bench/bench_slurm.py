@@ -31,7 +31,6 @@ from jupyter_client import BlockingKernelClient  # noqa: E402
 
 from airavata_magic.backends.base import PORT_NAMES  # noqa: E402
 from airavata_magic.manager import RuntimeManager  # noqa: E402
-from airavata_magic.profile import load_profile  # noqa: E402
 from airavata_magic.runtime import Runtime, RuntimeStore  # noqa: E402
 from airavata_magic.transport.ssh import SshConnection  # noqa: E402
 from common import NullSink, pct  # noqa: E402
@@ -52,6 +51,11 @@ def row(what: str, ours: list[float], base: list[float], unit: str = "s", scale:
           f"(p95 {p95(base) * scale:.3f})   ratio {o / b:5.2f}x   diff {o - b:+.3f} {unit}")
 
 
+def hpc_backend(manager: RuntimeManager, profile: str):
+    """The manager's own backend of the test bed's ``hpc`` resource (the one its runtimes use)."""
+    return manager.backend_for(Runtime(name="bench-probe", resource="hpc", kind="slurm", profile=profile))
+
+
 def bare_start(manager: RuntimeManager, profile: str, name: str) -> tuple[float, str]:
     """One bare start (see ``bare_many``)."""
     return bare_many(manager, profile, [name])
@@ -59,7 +63,7 @@ def bare_start(manager: RuntimeManager, profile: str, name: str) -> tuple[float,
 
 def bare_many(manager: RuntimeManager, profile: str, names: list[str]) -> tuple[float, str]:
     """sbatch the same job scripts by hand, poll kernel.json over SFTP, forward, kernel_info."""
-    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    backend = hpc_backend(manager, profile)
     rts = [Runtime(name=n, resource="hpc", kind="slurm") for n in names]
     rundirs = [backend.new_run_dir(rt) for rt in rts]
     scripts = [backend.job_script(rt, rd) for rt, rd in zip(rts, rundirs)]  # same job, rendered before the clock
@@ -135,7 +139,7 @@ def wait_idle(conn: SshConnection, timeout: float = 30) -> None:
 
 
 def ours_start(manager: RuntimeManager, profile: str, name: str) -> float:
-    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    backend = hpc_backend(manager, profile)
     wait_idle(backend.conn)
     t0 = time.perf_counter()
     rt, _ = manager.request(name, file=profile, resource="hpc")
@@ -211,7 +215,7 @@ def main() -> int:
             one.append(ours_start(manager, profile, f"one{k}"))
             manager.stop(f"one{k}")
             names = [f"m{k}-{i}" for i in range(args.many)]
-            wait_idle(manager._backend(profile, load_profile(profile).resource("hpc")).conn)
+            wait_idle(hpc_backend(manager, profile).conn)
             t0 = time.perf_counter()
             for n in names:
                 _last_jobs.append(manager.request(n, file=profile, resource="hpc")[0].job_id)

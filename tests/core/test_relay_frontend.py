@@ -101,6 +101,20 @@ def test_frontend_comm_traffic_while_a_remote_cell_runs(remote):
     while (value := remote.ok("print(slider.value)").stdout) != "7\n" and time.monotonic() < deadline:
         pass
     assert value == "7\n"
+    # between cells, too, a message from another thread is relayed at once: the remote widget
+    # echoes the new value back (ipywidgets 8), with no cell run to carry it
+    _send_comm(kc, "comm_msg", {"comm_id": slider_id, "data": {"method": "update", "state": {"value": 9},
+               "buffer_paths": []}}, subshell)
+    echoed, deadline = False, time.monotonic() + 15
+    while not echoed and time.monotonic() < deadline:
+        try:
+            m = kc.get_iopub_msg(timeout=0.2)
+        except queue.Empty:
+            continue
+        echoed = (m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == slider_id
+                  and m["content"]["data"].get("method") == "echo_update"
+                  and m["content"]["data"]["state"].get("value") == 9)
+    assert echoed, "the frontend's update was not relayed between cells"
     assert remote.ok("%%run_on local\nprint('notebook alive')").stdout == "notebook alive\n"
 
 
