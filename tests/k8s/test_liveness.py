@@ -64,3 +64,36 @@ def test_liveness_checks_end_with_the_backend(sim_cluster, make_backend):
     for t in mine:
         t.join(timeout=10)
     assert not any(t.is_alive() for t in mine)
+
+
+def test_pod_liveness_waits_no_longer_than_asked_and_lets_bugs_surface():
+    """``PodLiveness`` on its own: a read that hangs, then answers; and a read with a bug."""
+    import threading
+
+    import pytest
+
+    from airavata_magic.backends.kubernetes.liveness import PodLiveness
+
+    release = threading.Event()
+    reads: list[str] = []
+
+    def read(name: str) -> bool | None:
+        reads.append(name)
+        release.wait(10)
+        return True
+
+    live = PodLiveness(read, interval=60.0, thread_name="test-liveness")
+    t0 = time.monotonic()
+    assert live.alive("a", timeout=0.1) is None and live.alive("a", timeout=0.1) is None
+    assert time.monotonic() - t0 < 1.0 and reads == ["a"]  # one read in flight, not one per question
+    release.set()
+    _until(lambda: live.alive("a", timeout=1.0) is True, what="the answer arrives")
+    assert reads == ["a"]  # then cached for `interval`
+    live.forget("a")
+    assert live.alive("a", timeout=5.0) is True and reads == ["a", "a"]
+    live.close()
+
+    broken = PodLiveness(lambda name: {}[name], interval=1.0, thread_name="test-liveness-bug")
+    with pytest.raises(KeyError):
+        broken.alive("x", timeout=5.0)
+    broken.close()

@@ -5,6 +5,7 @@
 - ``status``: a pod and its events mapped to a runtime state (pure);
 - ``api``: the API client, the only module that imports ``kubernetes``;
 - ``restart``: a kernel restarted in place through the relay's ``KernelLink``;
+- ``liveness``: pod liveness for a running cell, answered within a deadline;
 - ``backend``: ``KubernetesBackend``, the lifecycle behind the one backend interface.
 
 Importing this package imports none of the client libraries; they load on the first API call.

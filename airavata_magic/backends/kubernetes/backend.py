@@ -13,8 +13,6 @@ facts and never changes the ``Runtime`` it is given; ``observe()`` never deletes
 """
 from __future__ import annotations
 
-import concurrent.futures
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -25,6 +23,7 @@ from ...runtime import Observation, RuntimeState
 from ..base import AuthResult, Backend, ConnectionInfo, Submission
 from . import settings as schema
 from .api import KubeApi
+from .liveness import PodLiveness
 from .manifests import (CONTAINER, KERNEL_PORTS, LABEL_RUNTIME, PodRequest, default_owner, new_connection,
                         owner_reference, owner_selector, pod_name, read_connection, render_pod, render_secret,
                         secret_name_of)
@@ -70,10 +69,8 @@ class KubernetesBackend(Backend):
         self.api = KubeApi(resource.name, resource.source, resource.settings)
         self._forwards: dict[str, _Forward] = {}
         self._found: dict[str, dict[str, Any]] = {}  # runtime name -> pod facts found by labels (attach)
-        self._alive: dict[str, tuple[float, bool]] = {}  # runtime name -> (checked at, alive)
-        self._alive_checks: dict[str, concurrent.futures.Future[bool | None]] = {}
-        self._alive_lock = threading.Lock()
-        self._alive_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._watched: dict[str, Runtime] = {}  # runtime name -> the record last asked about
+        self._liveness = PodLiveness(self._read_alive, self.alive_interval, f"k8s-alive-{resource.name}")
         self._api_down_since: float | None = None
 
     @property
@@ -145,7 +142,7 @@ class KubernetesBackend(Backend):
             self._delete(ns, req.name, wait=False)  # no runtime record will point at them
             raise
         self._found.pop(runtime.name, None)
-        self._alive.pop(runtime.name, None)
+        self._liveness.forget(runtime.name)
         return Submission(job_id=req.name, state=RuntimeState.QUEUED, node=req.node,
                           backend_state={"pod": req.name, "namespace": ns, "uid": pod["metadata"]["uid"], "restarts": 0})
 
@@ -222,51 +219,34 @@ class KubernetesBackend(Backend):
         return ob
 
     def kernel_alive(self, runtime: "Runtime", timeout: float = 1.0) -> bool | None:
-        """Is the kernel that answered still the one running? Asked again and again while a cell
-        runs (the relay's liveness thread) and by a Jupyter provisioner's ``poll``, so it never
-        blocks past ``timeout``: the pod is read in the background at most every
-        ``alive_interval`` seconds; while the API is slow the last answer (or None) stands.
+        """Is the kernel that answered still the one running? Never blocks past ``timeout``
+        (``liveness.PodLiveness``: the pod is read in the background, at most every
+        ``alive_interval`` seconds).
 
         Needed because the heartbeat cannot tell: when a kernel is killed (OOM) the kubelet
         restarts its container within a second, on the same ports, and the new kernel answers
         the heartbeat while the cell waits forever for a reply from the old one.
         """
-        with self._alive_lock:
-            checked = self._alive.get(runtime.name)
-            if checked is not None and time.monotonic() - checked[0] < self.alive_interval:
-                return checked[1]
-            check = self._alive_checks.get(runtime.name)
-            if check is None:
-                if self._alive_pool is None:
-                    self._alive_pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=1, thread_name_prefix=f"k8s-alive-{self.resource.name}")
-                check = self._alive_pool.submit(self._check_alive, runtime)
-                self._alive_checks[runtime.name] = check
-        try:
-            return check.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            return checked[1] if checked is not None else None  # still asking: the last answer, if any
+        self._liveness.interval = self.alive_interval
+        self._watched[runtime.name] = runtime
+        return self._liveness.alive(runtime.name, timeout)
 
-    def _check_alive(self, runtime: "Runtime") -> bool | None:
-        """Read the pod once (in the liveness thread) and remember the answer."""
-        ns, name, state = self._where(runtime)
+    def _read_alive(self, name: str) -> bool | None:
+        """Read the pod once (on the liveness thread): None when the API cannot be reached."""
+        runtime = self._watched.get(name)
+        if runtime is None:
+            return None  # stopped meanwhile
+        ns, pod_, state = self._where(runtime)
         try:
-            try:
-                pod = self._call("CoreV1Api", "read_namespaced_pod", name, ns, missing_ok=True,
-                                 timeout=self.alive_request_timeout)
-            except BackendError:
-                return None  # the API is away: the heartbeat decides
-            if pod is not None and state.get("uid") not in (None, pod["metadata"].get("uid")):
-                pod = None
-            ob = observation_from_pod(pod, [], was_ready=True, expected_restarts=int(state.get("restarts", 0)),
-                                      pod_label=name)
-            alive = not ob.state.terminal
-            with self._alive_lock:
-                self._alive[runtime.name] = (time.monotonic(), alive)
-            return alive
-        finally:
-            with self._alive_lock:
-                self._alive_checks.pop(runtime.name, None)
+            pod = self._call("CoreV1Api", "read_namespaced_pod", pod_, ns, missing_ok=True,
+                             timeout=self.alive_request_timeout)
+        except BackendError:
+            return None  # the API is away: the heartbeat decides
+        if pod is not None and state.get("uid") not in (None, pod["metadata"].get("uid")):
+            pod = None
+        ob = observation_from_pod(pod, [], was_ready=True, expected_restarts=int(state.get("restarts", 0)),
+                                  pod_label=pod_)
+        return not ob.state.terminal
 
     # -- connect -----------------------------------------------------------------------------
     def _find_pod(self, runtime: "Runtime") -> dict[str, Any] | None:
@@ -336,7 +316,7 @@ class KubernetesBackend(Backend):
         if info is None:
             raise BackendError(f"runtime {runtime.name!r} is not running yet; nothing to restart")
         restart_kernel(info, runtime.name)
-        self._alive.pop(runtime.name, None)
+        self._liveness.forget(runtime.name)
         # if the old kernel's exit was not clean, the kubelet restarted the container instead
         # of the pod's loop: a restart we asked for either way, not a death
         pod = self._find_pod(runtime)
@@ -349,7 +329,8 @@ class KubernetesBackend(Backend):
             open_.forward.close()
         ns, name, _ = self._where(runtime)
         self._found.pop(runtime.name, None)
-        self._alive.pop(runtime.name, None)
+        self._watched.pop(runtime.name, None)
+        self._liveness.forget(runtime.name)
         self._delete(ns, name, wait=True)
 
     def _delete(self, namespace: str, name: str, wait: bool) -> None:
@@ -384,10 +365,7 @@ class KubernetesBackend(Backend):
         for open_ in self._forwards.values():
             open_.forward.close()
         self._forwards.clear()
-        with self._alive_lock:
-            pool, self._alive_pool = self._alive_pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)  # a read in flight ends by its own timeout
+        self._liveness.close()
         self.api.close()
 
 
