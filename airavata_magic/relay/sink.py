@@ -120,6 +120,7 @@ class NotebookSink:
         k.session.send(k.iopub_socket, "stream", content=packed, parent=k.get_parent("shell"), ident=b"stream")
 
     def stream(self, label: str | None, name: str, text: str) -> None:
+        """Write decoded stream text to this kernel's stdout/stderr (prefixed when labelled)."""
         out = sys.stderr if name == "stderr" else sys.stdout
         if self.labelled and label is not None:
             text = self._prefix(label, name, text)
@@ -139,6 +140,7 @@ class NotebookSink:
         return "\n".join(out)
 
     def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None:
+        """Publish a remote display (or display update) as this kernel's own, display id kept."""
         from IPython.display import publish_display_data
 
         if self.labelled and label is not None and msg_type == "display_data":
@@ -152,6 +154,7 @@ class NotebookSink:
         )
 
     def clear_output(self, label: str | None, wait: bool) -> None:
+        """Clear this cell's output, as the remote kernel did."""
         from IPython.display import clear_output
 
         clear_output(wait=wait)
@@ -177,6 +180,7 @@ class NotebookSink:
             manager.comms.pop(comm_id, None)
 
     def input(self, label: str | None, prompt: str, password: bool) -> str:
+        """Ask the notebook's user (a password is remembered as a secret, never recorded)."""
         if self.labelled and label is not None:
             prompt = f"[{label}] {prompt}"
         sys.stdout.flush()
