@@ -6,6 +6,7 @@ Pure presentation: text lines, MIME bundles and pandas DataFrames built from rec
 from __future__ import annotations
 
 import html
+import re
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Callable
@@ -50,8 +51,21 @@ def print_state_changes() -> Callable[["Runtime", float, str], None]:
     return report
 
 
+# What ipykernel prints to its own stdout at start-up, for a terminal user: in a runtime's log it
+# is noise, and shown in a cell it reads as if the notebook should act on it.
+_KERNEL_BANNER = re.compile(
+    r"NOTE: When using the `ipython kernel` entry point.*?issues/\d+[^\n]*\n?"
+    r"|To connect another client to this kernel, use:\s*\n\s*--existing [^\n]*\n?", re.DOTALL)
+
+
+def runtime_log(tail: str) -> str:
+    """A runtime's log tail as users see it: without ipykernel's start-up banner."""
+    return re.sub(r"\n{3,}", "\n\n", _KERNEL_BANNER.sub("", tail)).strip("\n")
+
+
 def status_bundle(rt: "Runtime", elapsed: float, tail: str = "") -> dict[str, str]:
     """A text + HTML bundle of one runtime's status while waiting (``%wait_for_runtime --live``)."""
+    tail = runtime_log(tail)
     left = format_seconds(rt.time_left())
     fields = [("runtime", rt.name), ("resource", rt.resource), ("state", rt.state.value),
               ("reason", rt.reason or "-"), ("job id", rt.job_id or "-"), ("node", rt.node or "-"),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..errors import KernelDied, RuntimeFailed, RuntimeUnavailable
 from ..relay import CellOutcome, KernelLink, OutputSink, run_cell
 from ..runtime import Runtime, RuntimeState
+from ..views import runtime_log
 from .links import Held
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class CellsMixin:
                 obs = backend.observe([rt]).get(name)
                 if obs is not None:
                     self._apply(rt, obs)
-                tail = obs.log_tail if obs else ""
+                tail = runtime_log(obs.log_tail) if obs else ""  # without the kernel's banner
                 if on_update:
                     on_update(rt, time.monotonic() - start, tail)
                 if rt.state.terminal:
