@@ -6,7 +6,6 @@ cell's error, shown with the remote traceback.
 from __future__ import annotations
 
 import ast
-import html
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -15,11 +14,12 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import checks
 from .errors import RuntimeFailed
-from .usage import parse, user_errors
-from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
+from .manager import RuntimeManager
 from .relay import CellInterrupted, CellOutcome, NotebookSink
 from .routing import CellRouting
 from .runtime import LOCAL, Runtime, validate_name
+from .usage import parse, user_errors
+from .views import auth_rows, print_state_changes, status_bundle
 
 
 class RemoteCellError(Exception):
@@ -93,21 +93,6 @@ def local_value(content: dict[str, Any], runtime: str) -> Any:
     return RemoteResult(data, content.get("metadata") or {}, runtime)
 
 
-def _status_bundle(rt: Runtime, elapsed: float, tail: str = "") -> dict[str, str]:
-    left = format_seconds(rt.time_left())
-    fields = [("runtime", rt.name), ("resource", rt.resource), ("state", rt.state.value),
-              ("reason", rt.reason or "-"), ("job id", rt.job_id or "-"), ("node", rt.node or "-"),
-              ("elapsed", f"{elapsed:.1f} s")] + ([("walltime left", left)] if left else [])
-    text = "  ".join(f"{k}: {v}" for k, v in fields)
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                   f"{html.escape(str(v))}</td></tr>" for k, v in fields)
-    body = f"<table>{rows}</table>"
-    if tail:
-        text += "\n" + tail
-        body += f"<pre>{html.escape(tail)}</pre>"
-    return {"text/plain": text, "text/html": body}
-
-
 @magics_class
 class RuntimeMagics(Magics):
     """``%request_runtime``, ``%switch_runtime``, ``%%run_on`` and friends."""
@@ -172,7 +157,7 @@ class RuntimeMagics(Magics):
             def update(rt: Runtime, elapsed: float, log_tail: str = "") -> None:
                 nonlocal handle
                 tail = "\n".join(log_tail.splitlines()[-6:])
-                bundle = _status_bundle(rt, elapsed, tail)
+                bundle = status_bundle(rt, elapsed, tail)
                 if handle is None:
                     handle = display(bundle, raw=True, display_id=True)
                 else:
@@ -182,7 +167,7 @@ class RuntimeMagics(Magics):
                 rt = self.manager.wait(name, timeout=timeout, on_update=update)
             except RuntimeFailed as e:
                 if handle is not None:
-                    handle.update(_status_bundle(self.manager.get(name), 0.0, e.log_tail), raw=True)
+                    handle.update(status_bundle(self.manager.get(name), 0.0, e.log_tail), raw=True)
                 raise
             print(f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})")
         else:

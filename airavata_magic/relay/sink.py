@@ -185,9 +185,9 @@ class NotebookSink:
             prompt = f"[{label}] {prompt}"
         sys.stdout.flush()
         if password:
-            from .. import secret_values
+            from .. import known_secrets
 
             value = getpass.getpass(prompt)
-            secret_values.remember(value)
+            known_secrets.remember(value)
             return value
         return input(prompt)

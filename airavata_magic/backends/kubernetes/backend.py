@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from ... import paths, secret_values
+from ... import known_secrets, paths
 from ...errors import BackendError, InvalidArgument
 from ...runtime import Observation, RuntimeState
 from ..base import AuthResult, Backend, ConnectionInfo, Submission
@@ -289,7 +289,7 @@ class KubernetesBackend(Backend):
             key = str(remote["key"])
         except (KeyError, ValueError, TypeError) as e:
             raise BackendError(f"the Secret {secret_name} does not hold a kernel connection file ({e})") from None
-        secret_values.remember(key)
+        known_secrets.remember(key)
         fwd = PodPortForward(self.api.configuration, ns, name, list(ports.values()))
         local = fwd.start()
         info: ConnectionInfo = {
