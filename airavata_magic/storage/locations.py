@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import fsspec
 
     from ..profile import Profile
-    from ..transport.ssh import SshTarget
+    from ..transport.target import SshTarget
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RES_PATH_RE = re.compile(r"^(?P<res>[A-Za-z0-9][A-Za-z0-9_.-]{0,62}):(?P<path>/.*|~.*)$")
@@ -63,7 +63,7 @@ class Location:
 
     def target(self) -> "SshTarget":
         """The SSH login of an sftp/resource location (the key of the shared paramiko pool)."""
-        from ..transport.ssh import SshTarget
+        from ..transport.target import SshTarget
 
         if not self.ssh:
             raise InvalidArgument(f"storage {self.name!r} is not reached over SSH")

@@ -15,7 +15,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..errors import InvalidArgument
-from ..magics import user_errors
+from ..usage import user_errors
 
 _STORAGE_ARITY = {"list": (0, 0), "ls": (1, 1), "register": (0, 0), "remove": (1, 1), "mount": (1, 1)}
 _DATASET_ARITY = {"register": (0, 0), "list": (0, 0), "show": (1, 1), "remove": (1, 1), "load": (1, 1)}
