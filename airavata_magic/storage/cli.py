@@ -33,10 +33,8 @@ def _storage(args: argparse.Namespace) -> int:
 
 def _copy(args: argparse.Namespace) -> int:
     from .copying import copy
-    from .progress import TqdmProgress
 
-    print(copy(args.src, args.dst, recursive=args.recursive, verify=args.verify, jobs=args.jobs, file=args.file,
-               progress=TqdmProgress()))
+    print(copy(args.src, args.dst, recursive=args.recursive, verify=args.verify, jobs=args.jobs, file=args.file))
     return 0
 
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import paths
+from .. import checks, paths
 from ..errors import AiravataError, InvalidArgument
 from . import sshio
 from .ends import End, resolve
@@ -62,8 +62,7 @@ def copy(src: str, dst: str, *, recursive: bool = False, verify: bool = False, j
     stores). ``progress``: None = a display in place (notebook) or tqdm on stderr, False = none.
     Raises ``InvalidArgument``/``AiravataError`` with one line; ``verify`` failing raises too.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
-        raise InvalidArgument(f"--jobs must be 1-64, got {jobs!r}")
+    jobs = checks.whole_number(jobs, "--jobs", 1, 64)
     s, d = resolve(src, file=file, manager=manager), resolve(dst, file=file, manager=manager)
     return copy_ends(s, d, recursive=recursive, verify=verify, jobs=jobs, progress=progress)
 

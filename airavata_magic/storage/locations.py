@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from .. import paths
+from .. import checks, paths
 from ..errors import AiravataError, InvalidArgument
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from ..profile import Profile
     from ..transport.target import SshTarget
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _RES_PATH_RE = re.compile(r"^(?P<res>[A-Za-z0-9][A-Za-z0-9_.-]{0,62}):(?P<path>/.*|~.*)$")
 _USER_FILE = "storage.json"
 
@@ -72,9 +71,7 @@ class Location:
 
 def check_name(name: str) -> str:
     """A storage or dataset name: letters, digits, ``_ . -``; raises ``InvalidArgument``."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise InvalidArgument(f"invalid name {name!r}: use letters, digits, '_', '.', '-' (up to 63 characters)")
-    return name
+    return checks.key_name(name, "name")
 
 
 def _profile(file: str | None) -> "Profile":

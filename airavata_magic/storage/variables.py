@@ -13,6 +13,7 @@ import pickle
 import uuid
 from typing import Any
 
+from .. import checks
 from ..errors import AiravataError, InvalidArgument
 
 DEFAULT_LIMIT = 1 << 30
@@ -123,9 +124,7 @@ def _check_runtime(runtime: str) -> None:
 
 
 def _check_limit(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidArgument(f"limit must be a positive number of bytes, got {limit!r}")
-    return limit
+    return checks.whole_number(limit, "limit (bytes)", 1, 1 << 50)
 
 
 def _raise_remote(outcome: Any, runtime: str) -> None:

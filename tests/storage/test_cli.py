@@ -38,7 +38,7 @@ def test_copy_shows_tqdm_on_stderr_and_verifies(env, tmp_path):
     (tmp_path / "f.bin").write_bytes(os.urandom(2 << 20))
     p = cli("copy", f"local:{tmp_path / 'f.bin'}", "clis:f.bin", "--verify", env=env)
     assert p.returncode == 0, p.stderr
-    assert "sha256 verified" in p.stdout and "2.10M/2.10M" in p.stderr  # the bar's final state
+    assert "sha256 verified" in p.stdout and "2.00M/2.00M" in p.stderr and "1/1 files" in p.stderr  # final bar
     listing = cli("storage", "ls", "clis", env=env).stdout
     assert "f.bin" in listing and "2097152" in listing
     bad = cli("copy", str(tmp_path), "clis:x", env=env)

@@ -100,7 +100,7 @@ def test_modes_are_kept_and_bad_requests_are_one_line(home, tmp_path):
         storage.copy(str(tmp_path), str(tmp_path / "x"), progress=False)
     with pytest.raises(InvalidArgument, match="no such file"):
         storage.copy(str(tmp_path / "missing"), str(tmp_path / "x"), progress=False)
-    with pytest.raises(InvalidArgument, match="--jobs must be 1-64"):
+    with pytest.raises(InvalidArgument, match="invalid --jobs 0: must be between 1 and 64"):
         storage.copy(str(src), str(tmp_path / "x"), jobs=0, progress=False)
     with pytest.raises(AiravataError, match="neither a storage location nor a runtime"):
         storage.copy("nosuch:x", str(tmp_path / "x"), progress=False)
