@@ -23,15 +23,22 @@ CHUNK = 16 * 1024 * 1024  # one read/write call; asyncssh splits it into paralle
 def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
     """Run a coroutine on the sshfs filesystem's own event loop thread, from sync code.
 
-    A dropped connection or an SFTP error becomes one ``TransportError`` line; the next use of
-    the location connects afresh (``locations.ssh_filesystem`` drops dead connections)."""
+    Ctrl-C here cancels the transfer there (fsspec's own ``sync`` would leave it running). A
+    dropped connection or an SFTP error becomes one ``TransportError`` line; the next use of the
+    location connects afresh (``locations.ssh_filesystem`` drops dead connections)."""
+    import concurrent.futures
+
     import asyncssh
-    from fsspec.asyn import sync
 
     from ..errors import TransportError
 
+    fut = asyncio.run_coroutine_threadsafe(coro_fn(*args), fs.loop)
     try:
-        return sync(fs.loop, coro_fn, *args)
+        while True:
+            try:
+                return fut.result(timeout=1.0)
+            except concurrent.futures.TimeoutError:
+                continue
     except asyncssh.SFTPNoSuchFile as e:
         raise FileNotFoundError(str(e.reason)) from None
     except asyncssh.SFTPPermissionDenied as e:
@@ -39,6 +46,13 @@ def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
     except (asyncssh.Error, ConnectionError, EOFError, BrokenPipeError) as e:
         what = getattr(e, "reason", "") or str(e) or type(e).__name__
         raise TransportError(f"transfer over SSH interrupted ({what}); run the copy again to resume") from None
+    except BaseException:
+        fut.cancel()  # KeyboardInterrupt: stop the transfer, close its SFTP file, then go on
+        try:
+            fut.result(timeout=10)
+        except BaseException:  # noqa: BLE001 - cancelled, or failed while stopping
+            pass
+        raise
 
 
 IN_FLIGHT = 3  # chunks requested at once: the SFTP pipeline never drains between chunks

@@ -152,3 +152,32 @@ def test_host_keys_are_verified_from_the_resources_known_hosts(store, tmp_path, 
     wrong.unlink()
     with pytest.raises(AiravataError, match="known_hosts file .* not found: host keys are always verified"):
         storage.filesystem("guarded")
+
+
+class InterruptMain(NoProgress):
+    """Presses Ctrl-C (a real SIGINT to this process) once ``limit`` bytes have moved."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.seen, self.pressed = limit, 0, False
+
+    def advance(self, nbytes: int = 0, files: int = 0) -> None:
+        self.seen += nbytes
+        if self.seen >= self.limit and not self.pressed:
+            self.pressed = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_the_transfer_and_a_rerun_resumes(store, tmp_path):
+    data = os.urandom(96 << 20)
+    fs, root = storage.filesystem("hs")
+    fs.pipe(f"{root}/ctrlc.bin", data)
+    dst = tmp_path / "ctrlc.bin"
+    with pytest.raises(KeyboardInterrupt):
+        storage.copy("hs:ctrlc.bin", str(dst), progress=InterruptMain(16 << 20))
+    (part,) = [p for p in tmp_path.iterdir() if p.name.startswith(".ctrlc.bin.part-")]
+    size = part.stat().st_size
+    assert 0 < size < len(data)
+    storage.ls("hs:")  # a round trip later the cancelled transfer has written nothing more
+    assert part.stat().st_size == size
+    r = storage.copy("hs:ctrlc.bin", str(dst), verify=True, progress=False)
+    assert r.resumed_from == size and r.verified and dst.read_bytes() == data
