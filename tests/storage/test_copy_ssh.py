@@ -3,7 +3,6 @@ remote sha256, a killed connection mid-copy and the rerun that resumes."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 
@@ -88,20 +87,42 @@ def test_trees_travel_as_one_tar_stream(store, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+def sshd_pids_of(client_port: int, server_port: int) -> list[int]:
+    """PIDs of the processes (sshd's children) holding the server end of our TCP connection,
+    found through /proc (no tool needed): the socket's inode, then who has it open."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            local_port, remote_port = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
+            if local_port == server_port and remote_port == client_port:
+                inodes.add(f[9])
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes} for fd in fds):
+                pids.append(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
 class KillAfter(NoProgress):
     """Kills the sshd processes serving this copy's connection once ``limit`` bytes moved."""
 
-    def __init__(self, fs, limit: int) -> None:
-        self.fs, self.limit, self.seen, self.killed = fs, limit, 0, []
+    def __init__(self, fs, server_port: int, limit: int) -> None:
+        self.fs, self.server_port, self.limit, self.seen, self.killed = fs, server_port, limit, 0, []
 
     def advance(self, nbytes: int = 0, files: int = 0) -> None:
         self.seen += nbytes
         if self.seen >= self.limit and not self.killed:
             port = self.fs.client.get_extra_info("sockname")[1]
-            out = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                if re.search(rf"127\.0\.0\.1:{port}\s*(users|$)", line) and "sshd" in line:
-                    self.killed += [int(p) for p in re.findall(r"pid=(\d+)", line)]
+            self.killed = [p for p in sshd_pids_of(port, self.server_port) if p != os.getpid()]
             for pid in self.killed:
                 os.kill(pid, signal.SIGKILL)
 
@@ -112,7 +133,7 @@ def test_killed_sshd_mid_copy_then_rerun_resumes(store, tmp_path):
     fs, root = storage.filesystem("hs")
     fs.pipe(f"{root}/big.bin", data)
     dst = tmp_path / "big.bin"
-    killer = KillAfter(fs, 40 << 20)
+    killer = KillAfter(fs, store.port, 40 << 20)
     with pytest.raises(TransportError, match="run the copy again to resume"):
         storage.copy("hs:big.bin", f"local:{dst}", progress=killer)
     assert killer.killed, "no sshd process was found for the copy's connection"
