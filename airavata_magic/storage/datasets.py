@@ -285,10 +285,10 @@ def load(name: str, runtime: str, as_var: str | None = None, *, file: str | None
         src = None
     else:
         src = resolve(ds.location, file=file, manager=manager)
-        info = src.info()
-        if info is None:
+        fprint = src.fingerprint()
+        if fprint is None:
             raise AiravataError(f"dataset {name!r}: {ds.location} does not exist")
-        ident = f"storage|{src.label}|{src.path}|{info['size']}|{info['mtime']}|{ds.after_download or ''}"
+        ident = f"storage|{src.label}|{src.path}|{fprint}|{ds.after_download or ''}"
     key = f"{_identifier(name)}-{hashlib.sha256(ident.encode()).hexdigest()[:20]}"
     entry = f"{side.cache}/{key}"
     path = f"{entry}/data"

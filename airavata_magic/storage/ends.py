@@ -82,6 +82,29 @@ class End:
         return {"type": i.get("type", "file"), "size": i.get("size") or 0, "mtime": mtime,
                 "mode": (perm & 0o7777) if isinstance(perm, int) else None}
 
+    def fingerprint(self) -> str | None:
+        """Size and mtime of a file, or of every file of a tree (count, bytes, newest mtime): what
+        tells a changed source from the one cached. None when the path does not exist."""
+        info = self.info()
+        if info is None:
+            return None
+        if info["type"] != "directory":
+            return f"file:{info['size']}:{info['mtime']}"
+        if self.kind == "ssh":
+            out = self.check(f"find {shlex.quote(self.path)} -printf '%s %T@\\n'", "find")
+            rows = [line.split() for line in out.splitlines() if line.strip()]
+            stats = [(int(a), float(b)) for a, b in rows]
+        elif self.kind == "local":
+            stats = []
+            for dirpath, dirnames, filenames in os.walk(self.path):
+                for n in dirnames + filenames:
+                    st = os.lstat(os.path.join(dirpath, n))
+                    stats.append((st.st_size, st.st_mtime))
+        else:
+            found = self.fs.find(self.path, detail=True).values()
+            stats = [(int(i.get("size") or 0), float(getattr(i.get("mtime"), "timestamp", lambda: 0)())) for i in found]
+        return f"tree:{len(stats)}:{sum(s for s, _ in stats)}:{max((m for _, m in stats), default=0)}"
+
     def sha256(self, path: str, limit: int | None = None) -> str:
         """sha256 of a file (its first ``limit`` bytes if given). SSH hosts compute it there, by a
         remote command: no byte is downloaded to check it."""

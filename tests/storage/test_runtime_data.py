@@ -119,8 +119,10 @@ def test_storage_dataset_copies_once(rt, bed, manager):
     path = dataset.load("tree", rt, manager=manager, progress=False)
     assert run(manager, rt, "print(open(tree + '/tree/sub/1.txt').read(), end='')") == "one\n"
     assert dataset.load("tree", rt, manager=manager) == path  # cache hit
-    remote(bed, "echo two > am-rt-store/tree/sub/2.txt && touch -d '+1 min' am-rt-store/tree")
-    assert dataset.load("tree", rt, manager=manager) != path  # changed at the source: a new entry
+    remote(bed, "echo two > am-rt-store/tree/sub/2.txt")  # deep inside: the top directory's mtime stays
+    changed = dataset.load("tree", rt, manager=manager)
+    assert changed != path  # changed at the source: a new entry
+    assert run(manager, rt, "print(open(tree + '/tree/sub/2.txt').read(), end='')") == "two\n"
 
 
 def test_variables_both_ways_on_slurm(rt, manager):
