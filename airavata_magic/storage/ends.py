@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AiravataError, InvalidArgument
-from .locations import Location, _ssh_of_resource, all_locations, get as get_location, location_filesystem
+from .locations import Location, ssh_of_resource, all_locations, get as get_location, location_filesystem
 
 
 @dataclass
@@ -55,7 +55,8 @@ class End:
     def check(self, command: str, what: str, timeout: float = 600) -> str:
         rc, out, err = self.run(command, timeout)
         if rc != 0:
-            raise AiravataError(f"{what} failed on {self.label}: {(err or out).strip().splitlines()[-1:] or rc}")
+            lines = (err or out).strip().splitlines()
+            raise AiravataError(f"{what} failed on {self.label}: {lines[-1] if lines else f'exit status {rc}'}")
         return out
 
     # -- queries --------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def resource_end(profile_path: str | None, resource: str, path: str, label: str)
     from .. import profile as profiles
 
     prof = profiles.load_profile(profile_path)
-    loc = Location(resource, "resource", label, "runtime", path, "sftp", resource, _ssh_of_resource(prof, resource))
+    loc = Location(resource, "resource", label, "runtime", path, "sftp", resource, ssh_of_resource(prof, resource))
     fs, p = location_filesystem(loc)
     return End("ssh", p, label, fs, loc)
 

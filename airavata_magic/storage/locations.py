@@ -80,7 +80,8 @@ def _profile(file: str | None) -> "Profile":
     return load_profile(file)
 
 
-def _ssh_of_resource(profile: "Profile", resource: str) -> dict[str, Any]:
+def ssh_of_resource(profile: "Profile", resource: str) -> dict[str, Any]:
+    """The SSH login settings of an ssh/slurm resource (host, port, user, key, known_hosts)."""
     res = profile.resources[resource]
     s = res.settings
     if s.get("proxy_jump"):
@@ -112,7 +113,7 @@ def parse(name: str, location: str, source: str = "user", profile: "Profile | No
             raise InvalidArgument(f"storage {name!r}: {res} is a Kubernetes resource; PersistentVolumeClaim "
                                   "locations are not supported yet: use an sftp://, object-store or local location")
         return Location(name, "resource", location, source, m.group("path"), protocol="sftp", resource=res,
-                        ssh=_ssh_of_resource(profile, res))
+                        ssh=ssh_of_resource(profile, res))
     if loc.startswith("sftp://") or loc.startswith("ssh://"):
         u = urlsplit(loc)
         if not u.hostname:
@@ -134,7 +135,7 @@ def parse(name: str, location: str, source: str = "user", profile: "Profile | No
             s = r.settings
             if r.kind in ("slurm", "ssh") and s.get("host") == u.hostname and s.get("port", 22) == port \
                     and (s.get("user") or user) == user:
-                resource, ssh = r.name, _ssh_of_resource(profile, r.name)
+                resource, ssh = r.name, ssh_of_resource(profile, r.name)
                 break
         return Location(name, "sftp", location, source, root, protocol="sftp", resource=resource, ssh=ssh)
     if "://" in loc:
