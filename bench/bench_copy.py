@@ -10,7 +10,7 @@ Every figure is printed beside a baseline measured in the same run, as a ratio o
    upload >= 0.85x. The candidates we chose between are measured too: paramiko SFTP get/put (the
    project's control connection) and sshfs ``get_file``/``put_file`` with ``block_size=-1``.
 2. FILES files of 4 KB: ``storage.copy --recursive`` (one tar stream) versus ``scp -r`` (goal >= 1x)
-   and ``tar | ssh`` (goal >= 0.9x).
+   and ``tar | ssh`` (goal >= 0.9x); the download of the same tree versus ``scp -r``.
 3. ``pull_vars`` of a 100 MB float64 array from a local runtime versus a raw in-band ``pickle`` of
    it sent over the same kernel connection in one comm message (goal >= 0.8x).
 4. a second ``dataset.load`` (cache hit) on an ssh runtime of the test bed (goal < 100 ms), beside
@@ -128,9 +128,16 @@ def main() -> int:
                    f"{' '.join(shlex.quote(a) for a in ssh)} {login} 'mkdir -p bench-copy/r{i} && "
                    f"tar -xf - -C bench-copy/r{i}'")
             small["tar"].append(timed(lambda: subprocess.run(tar, shell=True, check=True)))
+        down = {"ours": [], "scp": []}
+        for i in range(reps):
+            down["ours"].append(timed(lambda: storage.copy(f"bench:t{i}", str(work / f"back{i}"), recursive=True,
+                                                           progress=False)))
+            down["scp"].append(timed(lambda: subprocess.run([*scp, "-r", f"{login}:bench-copy/t{i}",
+                                                             str(work / f"sback{i}")], check=True)))
         print(f"# {args.files} files of 4 KB, {reps} repeats")
         row("tree upload (storage.copy -r)", small["ours"], small["scp"], "scp -r")
         row("tree upload (storage.copy -r)", small["ours"], small["tar"], "tar | ssh")
+        row("tree download (storage.copy -r)", down["ours"], down["scp"], "scp -r")
 
         # -- pull_vars versus a raw pickle over the same connection -----------------------------
         from airavata_magic.storage.variables import QuietSink
