@@ -156,12 +156,23 @@ async def _stream_in(fs: Any, command: str, source: Callable[[], bytes]) -> tupl
     async with fs._client_lock:
         proc = await fs.client.create_process(command, encoding=None)
         loop = asyncio.get_running_loop()
-        while True:
-            chunk = await loop.run_in_executor(None, source)
-            if not chunk:
-                break
-            proc.stdin.write(chunk)
-            await proc.stdin.drain()
+        chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=8)
+
+        async def produce() -> None:  # reading the source overlaps sending what was read
+            while True:
+                chunk = await loop.run_in_executor(None, source)
+                await chunks.put(chunk)
+                if not chunk:
+                    return
+
+        producer = asyncio.ensure_future(produce())
+        try:
+            while chunk := await chunks.get():
+                proc.stdin.write(chunk)
+                await proc.stdin.drain()
+            await producer
+        finally:
+            producer.cancel()
         proc.stdin.write_eof()
         out = await proc.stdout.read()
         err = await proc.stderr.read()

@@ -106,7 +106,7 @@ def _tar_up(s: End, d: End, tmp: str, prog: Progress, scan: Any) -> list[str]:
 
     def source() -> bytes:
         nonlocal sent
-        data = proc.stdout.read(CHUNK)  # type: ignore[union-attr]
+        data = proc.stdout.read(1 << 20)  # type: ignore[union-attr]
         sent += len(data)
         while ends and (sent >= ends[0][0] or not data):
             prog.advance(ends.popleft()[1], 1)
