@@ -55,3 +55,25 @@ def test_dataset_verbs(env):
     assert bad.returncode == 2 and "--sha256 must be 64 hex digits" in bad.stderr
     assert cli("dataset", "remove", "cli-ds", env=env).returncode == 0
     assert "cli-ds" not in cli("dataset", "list", env=env).stdout
+
+
+def test_runtime_verbs_against_an_ssh_runtime(env, bed, tmp_path):
+    from .conftest import remote
+
+    assert cli("request", "cli_rt", "--resource", "ws", "--wait", "--timeout", "120", env=env).returncode == 0
+    try:
+        (tmp_path / "in.txt").write_text("to the runtime")
+        p = cli("copy", str(tmp_path / "in.txt"), "cli_rt:am-cli-rt/in.txt", "--verify", env=env)
+        assert p.returncode == 0, p.stderr
+        assert remote(bed, "cat am-cli-rt/in.txt") == "to the runtime"
+        p = cli("storage", "mount", "clis", "--runtime", "cli_rt", "--as", "am-cli-rt/linked", env=env)
+        assert p.returncode == 0 and p.stdout.strip() == f"/home/{bed.user}/am-cli-rt/linked"
+        assert remote(bed, "readlink am-cli-rt/linked") == f"/home/{bed.user}/am-cli\n"
+        assert cli("dataset", "register", "--name", "cli-tree", "--location", "clis:", env=env).returncode == 0
+        p = cli("dataset", "load", "cli-tree", "--runtime", "cli_rt", env=env)
+        assert p.returncode == 0, p.stderr
+        path = p.stdout.strip().splitlines()[-1]
+        assert path.startswith(f"/home/{bed.user}/.airavata-magic/datasets/cli_tree-")
+        assert "f.bin" in remote(bed, f"ls {path}/am-cli")
+    finally:
+        cli("stop", "cli_rt", env=env)
