@@ -90,3 +90,23 @@ def test_loading_the_extension_imports_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.slurm
+def test_data_magics_on_a_slurm_runtime(slurm_testbed, notebook_factory, tmp_path):
+    nb = notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(slurm_testbed.profile)})
+    nb.ok("%request_runtime sl --resource hpc --cpus 1 --memory 256M --walltime 10")
+    nb.ok("%wait_for_runtime sl --timeout 180")
+    nb.ok("%storage register --name slh --location hpc:~/am-magic")
+    nb.ok("values = {'a': [1, 2, 3], 'b': 'text'}\nblob = bytes(range(256)) * 1000")
+    assert "pushed blob, values to 'sl'" in nb.ok("%push_vars sl values blob").stdout
+    nb.ok("%%run_on sl\nimport os\nvalues['n'] = len(blob)\nopen('am-magic-in.txt', 'w').write('from slurm')")
+    nb.ok("%pull_vars sl values --as got")
+    assert nb.ok("print(got)").stdout == "{'a': [1, 2, 3], 'b': 'text', 'n': 256000}\n"
+    cell = nb.ok("%copy_data sl:am-magic-in.txt slh:in.txt --verify")
+    assert "sha256 verified" in cell.stdout and "remote-cp" in cell.stdout  # one host: cp there
+    nb.ok(f"%copy_data slh:in.txt local:{tmp_path / 'back.txt'}")
+    assert (tmp_path / "back.txt").read_text() == "from slurm"
+    nb.ok("%dataset register --name slds --location slh:in.txt")
+    assert "(variable slds)" in nb.ok("%dataset load slds --runtime sl").stdout
+    assert nb.ok("%%run_on sl\nprint(open(slds + '/in.txt').read())").stdout == "from slurm\n"
