@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import posixpath
@@ -76,7 +77,7 @@ def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, 
         raise InvalidArgument(f"{src}: no such file or directory")
     dinfo = d.info()
     if dinfo is not None and dinfo["type"] == "directory":
-        d = End(d.kind, d.join(_basename(s)), d.label, d.fs, d.loc)
+        d = dataclasses.replace(d, path=d.join(_basename(s)))
     if d.kind == s.kind and d.path == s.path and d.same_host(s):
         raise InvalidArgument(f"{src} and {dst} are the same path")
     prog = resolve_progress(progress)
@@ -84,6 +85,9 @@ def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, 
     if info["type"] == "directory":
         if not recursive:
             raise InvalidArgument(f"{src} is a directory: add --recursive")
+        if "kernel" in (s.kind, d.kind):
+            raise InvalidArgument(f"directories cannot be copied to or from a Kubernetes runtime yet; copy files "
+                                  f"one by one or pack them into one archive first ({src})")
         from .trees import copy_dir
 
         result = copy_dir(s, d, prog, jobs)
@@ -109,7 +113,8 @@ def tmp_name(path: str, key: str, kind: str) -> str:
 
 
 def copy_key(s: End, d: End) -> str:
-    who = lambda e: (e.kind, e.path, tuple(sorted((e.loc.ssh or {}).items())) if e.loc else None)  # noqa: E731
+    who = lambda e: (e.kind, e.path, e.runtime,  # noqa: E731
+                     tuple(sorted((e.loc.ssh or {}).items())) if e.loc else None)
     return hashlib.sha256(repr((who(s), who(d))).encode()).hexdigest()
 
 
@@ -155,8 +160,16 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
     cb = lambda n: prog.advance(n)  # noqa: E731
     if s.kind == "ssh" and d.kind == "ssh":  # two different SSH logins: through here, no resume
         offset = res.resumed_from = 0
-    with reader_of(s, offset) as reader, writer_of(d, tmp, offset, stream=s.kind == "ssh") as writer:
-        if s.kind == "ssh":
+    with reader_of(s, offset) as reader, writer_of(d, tmp, offset, stream=s.kind in ("ssh", "kernel")) as writer:
+        if "kernel" in (s.kind, d.kind):
+            from . import kernelfiles
+
+            res.method = "kernel"
+            if s.kind == "kernel":
+                kernelfiles.download(s.manager, s.runtime or "", s.path, writer, offset, size, cb)
+            else:
+                kernelfiles.upload(d.manager, d.runtime or "", reader, tmp, offset, size, cb)
+        elif s.kind == "ssh":
             res.method = "sftp"
             sshio.download(s.fs, s.path, writer, offset, size, cb)
         elif d.kind == "ssh":
@@ -174,8 +187,9 @@ def _copy_file(s: End, d: End, info: dict[str, Any], prog: Progress) -> CopyResu
 
 
 def reader_of(s: End, offset: int, stream: bool = False) -> Any:
-    """A file to read from (ssh sources are read by ``sshio.download`` unless ``stream``)."""
-    if s.kind == "ssh" and not stream:
+    """A file to read from (ssh sources are read by ``sshio.download`` unless ``stream``; kernel
+    sources by ``kernelfiles.download``)."""
+    if (s.kind == "ssh" and not stream) or s.kind == "kernel":
         return _Null()
     f = open(s.path, "rb") if s.kind == "local" else s.fs.open(s.path, "rb")
     if offset:
@@ -184,8 +198,9 @@ def reader_of(s: End, offset: int, stream: bool = False) -> Any:
 
 
 def writer_of(d: End, tmp: str, offset: int, stream: bool = False) -> Any:
-    """A file to write to (ssh destinations are written by ``sshio.upload`` unless ``stream``)."""
-    if d.kind == "ssh" and not stream:
+    """A file to write to (ssh destinations are written by ``sshio.upload`` unless ``stream``;
+    kernel destinations by ``kernelfiles.upload``)."""
+    if (d.kind == "ssh" and not stream) or d.kind == "kernel":
         return _Null()
     if d.kind == "local":
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -210,6 +225,10 @@ def mkdir_parent(d: End) -> None:
         os.makedirs(parent, exist_ok=True)
     elif d.kind == "ssh":
         d.check(f"mkdir -p -- {shlex.quote(parent)}", "mkdir")
+    elif d.kind == "kernel":
+        from . import kernelfiles
+
+        kernelfiles.mkdir(d.manager, d.runtime or "", parent)
     else:
         d.fs.makedirs(parent, exist_ok=True)
 
@@ -221,6 +240,10 @@ def _finish(d: End, tmp: str, final: str, mode: int) -> None:
         os.replace(tmp, final)
     elif d.kind == "ssh":
         sshio.rename(d.fs, tmp, final, mode)
+    elif d.kind == "kernel":
+        from . import kernelfiles
+
+        kernelfiles.finish(d.manager, d.runtime or "", tmp, final, mode)
     else:
         d.fs.mv(tmp, final)
 

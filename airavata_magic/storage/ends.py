@@ -29,6 +29,8 @@ class End:
     label: str  # as the user wrote it, for messages
     fs: Any = None  # fsspec filesystem (ssh: sshfs)
     loc: Location | None = None  # the SSH login behind an ssh end
+    runtime: str | None = None  # kernel ends: the runtime whose kernel reaches the files
+    manager: Any = None  # kernel ends: the RuntimeManager holding its link
 
     def join(self, rel: str) -> str:
         if not rel:
@@ -63,6 +65,10 @@ class End:
     def info(self, path: str | None = None) -> dict[str, Any] | None:
         """{type, size, mtime, mode} of a path, or None when it does not exist."""
         p = path or self.path
+        if self.kind == "kernel":
+            from . import kernelfiles
+
+            return kernelfiles.info(self.manager, self.runtime or "", p)
         if self.kind == "local":
             try:
                 st = os.lstat(p)
@@ -109,6 +115,10 @@ class End:
     def sha256(self, path: str, limit: int | None = None) -> str:
         """sha256 of a file (its first ``limit`` bytes if given). SSH hosts compute it there, by a
         remote command: no byte is downloaded to check it."""
+        if self.kind == "kernel":
+            from . import kernelfiles
+
+            return kernelfiles.sha256(self.manager, self.runtime or "", path, limit)
         if self.kind == "ssh":
             q = shlex.quote(path)
             cmd = f"head -c {int(limit)} < {q} | sha256sum" if limit is not None else f"sha256sum < {q}"
@@ -185,9 +195,12 @@ def runtime_end(manager: Any, name: str, path: str, label: str) -> End:
         base = runtime_cwd(manager, name) if not os.path.isabs(path) else ""
         return End("local", str(Path(base, path).resolve()) if base else os.path.normpath(path), label)
     res = profiles.load_profile(rt.profile).resource(rt.resource)
-    if res.kind not in ("slurm", "ssh"):
-        raise InvalidArgument(f"runtime {name!r} runs on a {res.kind} resource; its files cannot be copied "
-                              "directly yet: copy to a storage location the runtime can read instead")
+    if res.kind not in ("slurm", "ssh"):  # a pod: its files are reached through its kernel
+        from . import kernelfiles
+
+        if not posixpath.isabs(path):
+            path = posixpath.normpath(posixpath.join(kernelfiles.cwd(manager, name), path))
+        return End("kernel", path, label, runtime=name, manager=manager)
     if not posixpath.isabs(path) and not path.startswith("~"):
         path = posixpath.join(runtime_cwd(manager, name), path)
     return resource_end(rt.profile, res.name, path, label)

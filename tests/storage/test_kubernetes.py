@@ -1,0 +1,41 @@
+"""Files of a Kubernetes runtime, reached through its kernel connection, against the Kubernetes
+API *simulator* (not a cluster): its pods run real kernels on this machine."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.k8s.conftest import KERNEL_IMAGE, sim  # noqa: F401  (fixture re-exported)
+
+
+@pytest.fixture
+def nb(notebook_factory, sim, tmp_path: Path):  # noqa: F811
+    prof = tmp_path / "cybershuttle.yml"
+    prof.write_text(
+        "resources:\n  lab-k8s:\n    kind: kubernetes\n"
+        f"    kubeconfig: {sim.kubeconfig}\n    context: sim\n    namespace: research\n    image: {KERNEL_IMAGE}\n"
+        "runtimes:\n  pod: {resource: lab-k8s, memory: 1G, walltime: 30}\n")
+    nb = notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(prof)})
+    nb.ok("%request_runtime pod")
+    nb.ok("%wait_for_runtime pod --timeout 120")
+    return nb
+
+
+def test_files_to_and_from_a_pod_through_its_kernel(nb, tmp_path):
+    data = os.urandom((20 << 20) + 12345)  # several chunks and a partial one
+    (tmp_path / "in.bin").write_bytes(data)
+    cell = nb.ok(f"%copy_data local:{tmp_path / 'in.bin'} 'pod:inputs/in put.bin' --verify")
+    assert "kernel" in cell.stdout and "sha256 verified" in cell.stdout
+    seen = nb.ok("%%run_on pod\nimport os\nf = 'inputs/in put.bin'\n"
+                 "print(os.path.isabs(os.path.abspath(f)), os.path.getsize(f), oct(os.stat(f).st_mode & 0o777))").stdout
+    assert seen == f"True {len(data)} 0o644\n"
+    assert nb.ok("%%run_on pod\nimport os\nprint(sorted(os.listdir('inputs')))").stdout == "['in put.bin']\n"
+    cell = nb.ok(f"%copy_data 'pod:inputs/in put.bin' local:{tmp_path / 'back.bin'} --verify")
+    assert "sha256 verified" in cell.stdout
+    assert (tmp_path / "back.bin").read_bytes() == data
+    cell = nb.run(f"%copy_data local:{tmp_path} pod:tree --recursive")
+    assert "directories cannot be copied to or from a Kubernetes runtime yet" in cell.text
+    assert "cannot reach storage" in nb.run(
+        f"%storage register --name here --location {tmp_path}\n%storage mount here --runtime pod").text
