@@ -7,7 +7,8 @@
 - ``load(name, runtime)`` makes a cache entry on the runtime's resource, keyed by content (the URL
   and its sha256, or the storage path with its size and mtime), read-only, and sets a variable in
   the runtime's kernel to its path. A second load finds the entry and moves nothing. URLs are
-  downloaded by the resource itself (``fetch.py``, run there by its own Python).
+  downloaded by the resource itself (``fetch.py``, run there by its own Python; in a Kubernetes
+  pod, by its kernel).
 """
 from __future__ import annotations
 
@@ -243,6 +244,39 @@ class _Side:
         return out.strip().splitlines()[-1]
 
 
+class _PodSide(_Side):
+    """A Kubernetes runtime: the cache lives in the pod, reached through its kernel (``kernelfiles``);
+    ``fetch.py`` runs there in a private namespace of the kernel."""
+
+    def __init__(self, manager: Any, runtime: str) -> None:
+        from . import kernelfiles
+
+        self.manager, self.runtime, self.kf = manager, runtime, kernelfiles
+        home = kernelfiles.call(manager, runtime, "import os\nresult = os.path.expanduser('~')")
+        super().__init__(None, "", f"{home}/.airavata-magic/datasets")
+
+    def exists(self, path: str) -> bool:
+        return self.kf.info(self.manager, self.runtime, path) is not None
+
+    def mktemp(self, key: str) -> str:
+        return self.kf.call(self.manager, self.runtime,
+                            "import os, tempfile\nos.makedirs(args['cache'], mode=0o700, exist_ok=True)\n"
+                            "result = tempfile.mkdtemp(prefix='.' + args['key'] + '.', dir=args['cache'])\n"
+                            "os.makedirs(os.path.join(result, 'data'))", cache=self.cache, key=key)
+
+    def remove(self, path: str) -> None:
+        self.kf.call(self.manager, self.runtime, _fetch_source() + "\n_remove(args['path'])\nresult = True", path=path)
+
+    def fetch(self, args: dict[str, Any]) -> str:
+        try:
+            return self.kf.call(self.manager, self.runtime, _fetch_source() + "\nresult = run(args['a'])", a=args)
+        except AiravataError as e:
+            raise AiravataError(f"preparing dataset {args.get('name')!r} failed: {str(e).split(': ', 1)[-1]}") from None
+
+    def end_for(self, path: str, label: str) -> End:
+        return End("kernel", path, label, runtime=self.runtime, manager=self.manager)
+
+
 def _run_with_stdin(end: End, command: str, stdin: str) -> tuple[int, str, str]:
     from ..transport.ssh import connection_for
 
@@ -258,8 +292,7 @@ def _side_of(runtime: str, manager: Any) -> _Side:
         return _Side(None, sys.executable, str(paths.home() / "dataset-cache"))
     res = profiles.load_profile(rt.profile).resource(rt.resource)
     if res.kind not in ("slurm", "ssh"):
-        raise InvalidArgument(f"runtime {runtime!r} runs on a {res.kind} resource: datasets load on local, ssh "
-                              "and slurm runtimes for now")
+        return _PodSide(manager, runtime)
     work = res.settings.get("work_dir", "~/.airavata-magic")
     end = resource_end(rt.profile, res.name, work, f"{runtime}:{work}")
     return _Side(end, res.settings.get("python") or "python3", f"{end.path}/datasets")
@@ -302,7 +335,8 @@ def load(name: str, runtime: str, as_var: str | None = None, *, file: str | None
             tmp = side.mktemp(key)
             try:
                 label = f"{runtime} (dataset cache)"
-                dst = End("local", f"{tmp}/data", label) if side.end is None else \
+                dst = side.end_for(f"{tmp}/data", label) if isinstance(side, _PodSide) else \
+                    End("local", f"{tmp}/data", label) if side.end is None else \
                     End("ssh", f"{tmp}/data", label, side.end.fs, side.end.loc)
                 copy_ends(src, dst, recursive=True, progress=progress)
             except BaseException:

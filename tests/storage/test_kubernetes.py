@@ -39,3 +39,24 @@ def test_files_to_and_from_a_pod_through_its_kernel(nb, tmp_path):
     assert "directories cannot be copied to or from a Kubernetes runtime yet" in cell.text
     assert "cannot reach storage" in nb.run(
         f"%storage register --name here --location {tmp_path}\n%storage mount here --runtime pod").text
+
+
+def test_storage_dataset_loads_read_only_into_the_pod(nb, tmp_path):
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "table.csv").write_text("a,b\n1,2\n")
+    nb.ok(f"%storage register --name lab --location {tmp_path / 'lab'}")
+    nb.ok('%dataset register --name tbl --location lab:table.csv --after-download "wc -l table.csv > lines.txt"')
+    out = nb.ok("%dataset load tbl --runtime pod --as tbl_dir").stdout
+    assert "(variable tbl_dir)" in out
+    seen = nb.ok("%%run_on pod\nimport os\nprint(open(os.path.join(tbl_dir, 'table.csv')).read(), end='')\n"
+                 "print(open(os.path.join(tbl_dir, 'lines.txt')).read().split()[0])\n"
+                 "print(oct(os.stat(os.path.join(tbl_dir, 'table.csv')).st_mode & 0o222), "
+                 "oct(os.stat(tbl_dir).st_mode & 0o222))").stdout
+    assert seen == "a,b\n1,2\n2\n0o0 0o0\n"
+    again = nb.ok("%dataset load tbl --runtime pod --as again").stdout  # a cache hit: same place
+    assert nb.ok("%%run_on pod\nprint(again == tbl_dir)").stdout == "True\n" and "(variable again)" in again
+    nb.ok("%dataset register --name bad --location lab:table.csv --after-download 'exit 3'")
+    assert "--after-download exited 3" in nb.run("%dataset load bad --runtime pod").text
+    left = nb.ok("%%run_on pod\nimport os\nd = os.path.dirname(os.path.dirname(tbl_dir))\n"
+                 "print(sorted(n.split('-')[0] for n in os.listdir(d)))").stdout
+    assert left == "['tbl']\n"  # the failed load left nothing behind
