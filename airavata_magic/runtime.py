@@ -98,6 +98,15 @@ def _text(what: str, value: Any) -> str:
     return s
 
 
+def _setup_lines(value: Any) -> list[str]:
+    """Shell lines run in the job before the kernel, after the resource's own (one line each)."""
+    lines = [value] if isinstance(value, str) else value
+    if not isinstance(lines, list) or not all(isinstance(v, str) and v.strip() for v in lines) \
+            or any(c in v for v in lines for c in "\n\r\x00"):
+        raise InvalidArgument(f"invalid setup {value!r}: expected a list of one-line shell commands")
+    return list(lines)
+
+
 # Keys a preset in `runtimes:` and flags of %request_runtime may set, with their validators.
 SPEC_FIELDS: dict[str, Any] = {
     "cpus": lambda v: _positive_int("cpus", v, 1, 4096),
@@ -108,6 +117,7 @@ SPEC_FIELDS: dict[str, Any] = {
     "account": lambda v: _text("account", v),
     "image": lambda v: _text("image", v),
     "node": lambda v: _text("node", v),
+    "setup": _setup_lines,
 }
 
 
@@ -123,6 +133,7 @@ class RuntimeSpec:
     account: str | None = None
     image: str | None = None
     node: str | None = None
+    setup: list[str] | None = None  # a preset's setup lines (e.g. from %application add)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "RuntimeSpec":

@@ -47,7 +47,7 @@ class SshBackend(RemoteKernelBackend):
         extra = ["--ip", "127.0.0.1", "--detach"]
         if runtime.spec.walltime:
             extra += ["--walltime", str(runtime.spec.walltime)]
-        script = render_ssh_script(setup=self.settings.get("setup", []),
+        script = render_ssh_script(setup=self.settings.get("setup", []) + (runtime.spec.setup or []),
                                    command=self.launcher_argv(runtime, rundir, *extra))
         rd = shlex.quote(rundir)
         runtimes = shlex.quote(rundir.rsplit("/", 1)[0])
