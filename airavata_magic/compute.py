@@ -15,6 +15,8 @@ from . import profile as profiles
 from .backends import backend_class
 from .errors import InvalidArgument
 from .runtime import RuntimeSpec
+from .cluster.api import resources, usage  # noqa: F401 - am.compute.resources() / usage() (issue 12)
+from .cluster.cli import add_verbs as _cluster_verbs
 
 
 def _write(stream: Any):
@@ -59,6 +61,7 @@ def register(subparsers: Any) -> None:
     compute = subparsers.add_parser("compute", help="run batch commands on a resource")
     sub = compute.add_subparsers(dest="compute_command", metavar="SUBCOMMAND")
     sub.required = True
+    _cluster_verbs(sub)  # compute list | usage
     p = sub.add_parser("execute", help="run a shell command as a batch job; output streamed, exit code returned")
     p.add_argument("cmd", metavar="CMD", help="shell command, e.g. 'python train.py --epochs 2'")
     p.add_argument("--resource", required=True, help="a slurm or ssh resource from the profile")
