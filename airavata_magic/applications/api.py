@@ -170,6 +170,7 @@ def add(app: str, *, runtime: str | None = None, resource: str | None = None, re
     prof = profiles.load_profile(file)
     if prof.path is None:
         raise InvalidArgument("no cybershuttle.yml found; create one (or pass --file) before adding applications")
+    yamledit.check_writable(prof.path)  # before asking the resource: nothing to do if it cannot be saved
     if runtime is not None:
         preset = prof.presets.get(runtime)
         if preset is None:
@@ -193,8 +194,7 @@ def add(app: str, *, runtime: str | None = None, resource: str | None = None, re
     lines = setup_lines.lines_for(chosen, catalog)
     if chosen.source == MODULE:
         chosen = _with_prereqs(res, [chosen])[0]
-        lines = _check_module(chosen, existing, where, runtime, res.name) or lines
-        if not lines:
+        if _check_module(chosen, existing, where, runtime, res.name):
             return f"{where} already loads {chosen.full_name}; nothing changed"
         if catalog.module_system == "lmod" and catalog.lmod_pkg:
             init = setup_lines.lmod_init_line(catalog.lmod_pkg)
@@ -220,13 +220,13 @@ def add(app: str, *, runtime: str | None = None, resource: str | None = None, re
     return str(yamledit.edit(prof.path, change))
 
 
-def _check_module(app: Application, existing: list[str], where: str, runtime: str | None, resource: str) -> list[str] | None:
-    """Refuse a second version or missing prerequisites; [] when the module is already loaded."""
+def _check_module(app: Application, existing: list[str], where: str, runtime: str | None, resource: str) -> bool:
+    """Refuse a second version or missing prerequisites; True when the module is already loaded."""
     loaded = setup_lines.loaded_modules(existing)
     same = [m for m in loaded if setup_lines.split(m)[0] == app.name]
     if same:
         if any(setup_lines.split(m)[1] in ("", app.version) for m in same):
-            return []
+            return True
         raise InvalidArgument(f"{where} already loads {same[0]}; one version of a module at a time: "
                               f"remove that line first to use {app.full_name}")
     flag = f"--runtime {runtime}" if runtime else f"--resource {resource}"
@@ -238,7 +238,7 @@ def _check_module(app: Application, existing: list[str], where: str, runtime: st
         if not any(setup_lines.satisfied(m, loaded) for m in alternatives):
             raise InvalidArgument(f"{app.full_name} needs {' or '.join(alternatives)} loaded first (prereq in its "
                                   f"modulefile): run `application add {alternatives[0]} {flag}` first")
-    return None
+    return False
 
 
 def register(name: str, command: str, resource: str, *, description: str = "", private: bool = False,

@@ -28,6 +28,15 @@ def _yaml(text: str) -> tuple[Any, Any]:
     return y, y.load(text)
 
 
+def check_writable(path: str | Path) -> None:
+    """One line when the profile (or its directory, needed for the atomic replace) is read-only."""
+    p = Path(path)
+    if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
+        what = "the file" if not os.access(p, os.W_OK) else "its directory"
+        raise InvalidArgument(f"profile {p} is not writable ({what}); nothing changed; "
+                              "make it writable or pass --file with a copy you own")
+
+
 def edit(path: str | Path, change: Callable[[Any], str | None]) -> str | None:
     """Load ``path``, let ``change(document)`` edit it (it returns a message, or None for "no
     change"), validate the new text as a profile and replace the file atomically, keeping its mode.
@@ -37,10 +46,7 @@ def edit(path: str | Path, change: Callable[[Any], str | None]) -> str | None:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise AiravataError(f"cannot read profile {p}: {e.strerror}") from None
-    if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
-        what = "the file" if not os.access(p, os.W_OK) else "its directory"
-        raise InvalidArgument(f"profile {p} is not writable ({what}); nothing changed; "
-                              "make it writable or pass --file with a copy you own")
+    check_writable(p)
     y, doc = _yaml(text)
     if doc is None:
         raise InvalidArgument(f"profile {p} is empty; add resources: first")
