@@ -50,3 +50,15 @@ def env_for(tmp_path):
     def make(profile: Path) -> dict[str, str]:
         return {"AIRAVATA_MAGIC_PROFILE": str(profile), "AIRAVATA_MAGIC_HOME": os.environ["AIRAVATA_MAGIC_HOME"]}
     return make
+
+
+@pytest.fixture(scope="session")
+def accounting_testbed(apps_testbed):
+    """The test bed with Slurm accounting (slurmdbd + MariaDB): ``sacct`` has real jobs."""
+    from . import testbed_accounting
+
+    try:
+        testbed_accounting.ensure_accounting(apps_testbed.node)
+    except TestbedError as e:
+        unavailable(str(e))
+    return apps_testbed
