@@ -8,7 +8,9 @@ import shlex
 
 from .catalog import CONDA, MODULE, REGISTERED, Application, Catalog
 
-_LOAD_VERBS = {("module", "load"), ("module", "add"), ("module", "try-load"), ("ml",)}
+_LOAD_VERBS = {"load", "add", "try-load", "try-add"}
+_ML_VERBS = {"unload", "rm", "del", "purge", "list", "avail", "spider", "show", "swap", "switch", "restore",
+             "save", "use", "unuse", "reset", "help", "whatis", "keyword", "describe", "refresh", "update"}
 
 
 def loaded_modules(lines: list[str]) -> list[str]:
@@ -20,9 +22,11 @@ def loaded_modules(lines: list[str]) -> list[str]:
                 words = shlex.split(part, comments=True)
             except ValueError:
                 continue
-            for verb in _LOAD_VERBS:
-                if tuple(words[:len(verb)]) == verb:
-                    out += [w for w in words[len(verb):] if not w.startswith("-")]
+            args = [w for w in words[1:] if not w.startswith("-")]  # options may come before the verb
+            if words[:1] == ["module"] and args[:1] and args[0] in _LOAD_VERBS:
+                out += args[1:]
+            elif words[:1] == ["ml"] and args:  # ml NAME... loads; ml VERB ... is like module VERB
+                out += args[1:] if args[0] in _LOAD_VERBS else [] if args[0] in _ML_VERBS else args
     return out
 
 

@@ -135,6 +135,8 @@ def ensure_accounting(node: str, wait_s: float = 180) -> float:
     deadline = t0 + wait_s
     while True:  # the lock is released between looks, so that other sessions can leave
         with tb._locked():
+            if not (tb._read_pid(CTL_PID) and tb._read_pid(Path("/run/slurm/slurmd.pid"))):
+                raise TestbedError("the Slurm test bed is not running: start it (slurm_testbed) first")
             if accounting_enabled() and tb._read_pid(DBD_PID):
                 return 0.0
             others = [pid for pid in tb._live_leases() if pid != os.getpid()]
