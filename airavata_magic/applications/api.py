@@ -15,7 +15,7 @@ from .. import profile as profiles
 from ..errors import AiravataError, InvalidArgument
 from . import cache, registry, setup_lines
 from .catalog import MODULE, REGISTERED, Application, Catalog, parse_prereqs
-from .shell import REMOTE_KINDS, run_script
+from .shell import REMOTE_KINDS, kind_phrase, run_script
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,7 +35,7 @@ def _resources(prof: profiles.Profile, names: str | Sequence[str] | None) -> lis
     for n in names:
         r = prof.resource(n)
         if r.kind not in ANSWERING_KINDS:
-            raise InvalidArgument(f"{n} is a {r.kind} resource: its image decides what is installed; "
+            raise InvalidArgument(f"{n} is {kind_phrase(r.kind)} resource: its image decides what is installed; "
                                   "applications are listed on slurm, ssh and local resources")
         out.append(r)
     return out
@@ -187,7 +187,7 @@ def add(app: str, *, runtime: str | None = None, resource: str | None = None, re
         target, where = ("resources", res.name), f"resources.{res.name}.setup"
         existing = list(res.settings.get("setup", []))
     if res.kind not in REMOTE_KINDS:
-        raise InvalidArgument(f"{res.name} is a {res.kind} resource, which runs no setup lines; "
+        raise InvalidArgument(f"{res.name} is {kind_phrase(res.kind)} resource, which runs no setup lines; "
                               "add applications to slurm or ssh resources and their presets")
     found, catalog = _find(prof, res, app, refresh)
     chosen = next((a for a in found if a.default), found[0]) if len(found) > 1 else found[0]
@@ -253,7 +253,7 @@ def register(name: str, command: str, resource: str, *, description: str = "", p
     prof = profiles.load_profile(file)
     res = prof.resource(resource)
     if res.kind not in ANSWERING_KINDS:
-        raise InvalidArgument(f"{resource} is a {res.kind} resource; register executables on slurm, ssh or local resources")
+        raise InvalidArgument(f"{resource} is {kind_phrase(res.kind)} resource; register executables on slurm, ssh or local resources")
     path = f'"$HOME"/{shlex.quote(command[2:])}' if command.startswith("~/") else shlex.quote(command)
     rc, _, _ = run_script(res, f"test -f {path} && test -x {path}", login=False)
     if rc != 0:

@@ -12,6 +12,11 @@ from ..errors import BackendError, InvalidArgument
 REMOTE_KINDS = ("slurm", "ssh")
 
 
+def kind_phrase(kind: str) -> str:
+    """``ssh`` -> "an ssh", ``slurm`` -> "a slurm" (for messages)."""
+    return f"an {kind}" if kind in ("ssh",) or kind[:1] in "aeiou" else f"a {kind}"
+
+
 def run_script(resource: Resource, script: str, *, login: bool = True, timeout: float = 120) -> tuple[int, str, str]:
     """Run ``script`` with bash on ``resource`` -> (exit code, stdout, stderr)."""
     argv = ["bash", "-l", "-c", script] if login else ["bash", "-c", script]
@@ -22,7 +27,7 @@ def run_script(resource: Resource, script: str, *, login: bool = True, timeout: 
             raise BackendError(f"local: the query did not finish in {timeout:.0f} s") from None
         return p.returncode, p.stdout, p.stderr
     if resource.kind not in REMOTE_KINDS:
-        raise InvalidArgument(f"{resource.name} is a {resource.kind} resource: no shell to ask; "
+        raise InvalidArgument(f"{resource.name} is {kind_phrase(resource.kind)} resource: no shell to ask; "
                               f"use a slurm, ssh or local resource")
     from ..backends.remote_kernel import target_of  # paramiko: only when a remote resource is asked
     from ..transport.ssh import connection_for

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import profile as profiles
 from ..errors import AiravataError, InvalidArgument
+from ..applications.shell import kind_phrase
 from .slurm_text import SACCT_FIELDS, SINFO_FORMAT, parse_sacct, parse_sinfo, since_arg
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def usage(resource: str | None = None, since: str = "7d", *, jobs: bool = False,
     if resource:
         res = prof.resource(resource)
         if res.kind != "slurm":
-            raise InvalidArgument(f"{resource} is a {res.kind} resource: usage comes from Slurm accounting (sacct), "
+            raise InvalidArgument(f"{resource} is {kind_phrase(res.kind)} resource: usage comes from Slurm accounting (sacct), "
                                   "which only slurm resources have")
         chosen = [res]
     else:

@@ -51,4 +51,4 @@ def test_usage_bad_input(profile_file, env_for):
     assert p.returncode == 2 and p.stderr.strip() == \
         "error: invalid --since 'yesterday': use a number and h, d or w, e.g. 12h, 7d, 2w"
     p = cli("compute", "usage", "--resource", "ws", env=env)
-    assert p.returncode == 2 and "ws is a ssh resource: usage comes from Slurm accounting" in p.stderr
+    assert p.returncode == 2 and "ws is an ssh resource: usage comes from Slurm accounting" in p.stderr

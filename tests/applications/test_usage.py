@@ -42,7 +42,14 @@ def test_usage_reports_real_jobs(accounting_testbed, profile_file, tmp_path):
         manager.close()
     _wait_finished(tb, [gpu_job, cpu_job, bad_job, ours])
 
-    jobs = compute.usage("hpc", "1d", jobs=True, file=f).set_index("job_id")
+    # slurmdbd indexes finished jobs for time-window queries a moment after `sacct -j` sees them.
+    deadline = time.monotonic() + 60
+    while True:
+        jobs = compute.usage("hpc", "1d", jobs=True, file=f).set_index("job_id")
+        if {gpu_job, cpu_job, bad_job, ours} <= set(jobs.index) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert {gpu_job, cpu_job, bad_job, ours} <= set(jobs.index), jobs.to_string()
     assert jobs.loc[gpu_job, "gpus"] == 1 and jobs.loc[gpu_job, "partition"] == "gpu"
     assert jobs.loc[gpu_job, "gpu_hours"] >= 2 / 3600
     assert jobs.loc[cpu_job, "state"] == "COMPLETED" and jobs.loc[cpu_job, "gpus"] == 0
@@ -54,3 +61,16 @@ def test_usage_reports_real_jobs(accounting_testbed, profile_file, tmp_path):
     assert "FAILED:" in summary.loc["debug", "by_state"] and "COMPLETED:" in summary.loc["debug", "by_state"]
     assert summary.loc["debug", "airavata_jobs"] >= 1
     assert summary["jobs"].sum() == len(jobs)
+
+
+def test_usage_cli_and_magic(accounting_testbed, profile_file, env_for, notebook_factory):
+    from .test_cli import cli
+
+    env = env_for(profile_file)
+    p = cli("compute", "usage", "--since", "1d", "--resource", "hpc", env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].split() == ["resource", "account", "partition", "jobs", "by_state",
+                                                "cpu_hours", "gpu_hours", "airavata_jobs"]
+    nb = notebook_factory(env=env)
+    cell = nb.ok("u = %usage --since 1d\nsorted(set(u.partition) & {'debug', 'gpu'})")
+    assert "['debug', 'gpu']" in cell.text
