@@ -115,3 +115,15 @@ def test_unwritable_profile_is_one_line_and_untouched(profile_file):
         import shutil
 
         shutil.rmtree(shared)
+
+
+def test_registered_command_added_to_path(profile_file, apps_testbed):
+    f = str(profile_file)
+    tool = f"/home/{apps_testbed.user}/tools/bin/mytool"
+    apps_testbed.as_user(f"mkdir -p ~/tools/bin && printf '#!/bin/sh\\necho mine\\n' > {tool} && chmod +x {tool}")
+    applications.register("mytool", tool, "ws", private=True, file=f)
+    message = applications.add("mytool", resource="ws", file=f)
+    line = f'export PATH=/home/{apps_testbed.user}/tools/bin:"$PATH"'
+    assert repr(line) in message
+    assert load_profile(f).resources["ws"].settings["setup"][-1] == line
+    assert "nothing changed" in applications.add("mytool", resource="ws", file=f)
