@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import shlex
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .. import profile as profiles
 from ..errors import AiravataError, InvalidArgument
@@ -41,13 +41,18 @@ def _resources(prof: profiles.Profile, names: str | Sequence[str] | None) -> lis
     return out
 
 
-def _catalogs(resources: list["Resource"], refresh: bool) -> dict[str, Catalog]:
-    """One query per resource, all at once (each over its own pooled SSH connection)."""
-    if len(resources) == 1:
-        return {resources[0].name: cache.catalog_of(resources[0], refresh=refresh)}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=len(resources)) as pool:
-        futures = {r.name: pool.submit(cache.catalog_of, r, refresh=refresh) for r in resources}
-        return {name: f.result() for name, f in futures.items()}
+def _catalogs(resources: list["Resource"], refresh: bool,
+              progress: Callable[[str], None] | None = None) -> dict[str, Catalog]:
+    """One query per resource, all at once (each over its own pooled SSH connection);
+    ``progress(resource)`` is called as each one answers."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(resources))) as pool:
+        futures = {pool.submit(cache.catalog_of, r, refresh=refresh): r.name for r in resources}
+        out = {}
+        for f in concurrent.futures.as_completed(futures):
+            out[futures[f]] = f.result()
+            if progress is not None:
+                progress(futures[f])
+        return out
 
 
 def _apps(prof: profiles.Profile, res: "Resource", catalog: Catalog) -> list[Application]:
@@ -67,15 +72,17 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> "pd.DataFrame":
 
 
 def list_applications(resource: str | Sequence[str] | None = None, search: str | None = None, *,
-                      refresh: bool = False, file: str | None = None) -> "pd.DataFrame":
+                      refresh: bool = False, file: str | None = None,
+                      progress: Callable[[str], None] | None = None) -> "pd.DataFrame":
     """Modules, conda environments and registered executables of the profile's resources (or of
     ``resource``), one row per version; ``search`` keeps rows whose name or description contain it
-    (case-insensitive). Answers are cached per resource for an hour; ``refresh`` asks again."""
+    (case-insensitive). Answers are cached per resource for an hour; ``refresh`` asks again.
+    ``progress(resource)`` is called as each resource answers (for a progress display)."""
     if search is not None and (not isinstance(search, str) or not search.strip()):
         raise InvalidArgument("--search needs some text, e.g. --search psi4")
     prof = profiles.load_profile(file)
     resources = _resources(prof, resource)
-    catalogs = _catalogs(resources, refresh)
+    catalogs = _catalogs(resources, refresh, progress)
     needle = search.strip().lower() if search else None
     rows = []
     for res in resources:

@@ -17,9 +17,13 @@ def _print(df: Any) -> None:
 def _list(args: argparse.Namespace) -> int:
     from . import api
 
-    if args.refresh:
-        print("asking " + (", ".join(args.resource) if args.resource else "every resource") + " ...", file=sys.stderr)
-    _print(api.list_applications(args.resource, args.search, refresh=args.refresh, file=args.file))
+    from tqdm import tqdm  # on stderr: stdout stays the table
+
+    with tqdm(desc="resources answered", unit="resource", file=sys.stderr, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        df = api.list_applications(args.resource, args.search, refresh=args.refresh, file=args.file,
+                                   progress=lambda _name: bar.update(1))
+    _print(df)
     return 0
 
 

@@ -55,12 +55,17 @@ class ApplicationMagics(Magics):
                 raise UsageError(f"%application {a.action} takes one --resource")
             one_resource = a.resource[0]
         if a.action == "list":
-            handle = _progress(f"asking {', '.join(a.resource) if a.resource else 'every resource'} "
-                               "for modules and conda environments ...") if a.refresh else None
-            t0 = time.monotonic()
-            df = api.list_applications(a.resource, a.search, refresh=a.refresh, file=a.file)
-            if handle is not None:
-                handle.update({"text/plain": f"{len(df)} applications in {time.monotonic() - t0:.1f} s"}, raw=True)
+            # One line updated in place as resources answer (instant when every answer is cached).
+            handle = _progress("asking for modules and conda environments ...")
+            t0, done = time.monotonic(), []
+
+            def answered(resource: str) -> None:
+                done.append(resource)
+                handle.update({"text/plain": f"answered: {', '.join(done)} ({time.monotonic() - t0:.1f} s)"}, raw=True)
+
+            df = api.list_applications(a.resource, a.search, refresh=a.refresh, file=a.file, progress=answered)
+            handle.update({"text/plain": f"{len(df)} applications from {', '.join(done) or 'no resource'} "
+                                         f"in {time.monotonic() - t0:.1f} s"}, raw=True)
             return df
         if a.action == "show":
             return api.show(a.args[0], one_resource, refresh=a.refresh, file=a.file)
