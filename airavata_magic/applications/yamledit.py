@@ -30,7 +30,7 @@ def _yaml(text: str) -> tuple[Any, Any]:
 
 def check_writable(path: str | Path) -> None:
     """One line when the profile (or its directory, needed for the atomic replace) is read-only."""
-    p = Path(path)
+    p = Path(path).resolve()
     if not os.access(p, os.W_OK) or not os.access(p.parent, os.W_OK | os.X_OK):
         what = "the file" if not os.access(p, os.W_OK) else "its directory"
         raise InvalidArgument(f"profile {p} is not writable ({what}); nothing changed; "
@@ -41,7 +41,7 @@ def edit(path: str | Path, change: Callable[[Any], str | None]) -> str | None:
     """Load ``path``, let ``change(document)`` edit it (it returns a message, or None for "no
     change"), validate the new text as a profile and replace the file atomically, keeping its mode.
     Returns ``change``'s message."""
-    p = Path(path)
+    p = Path(path).resolve()  # a symlinked profile (dotfiles) stays a symlink: its target is edited
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:

@@ -127,3 +127,10 @@ def test_registered_command_added_to_path(profile_file, apps_testbed):
     assert repr(line) in message
     assert load_profile(f).resources["ws"].settings["setup"][-1] == line
     assert "nothing changed" in applications.add("mytool", resource="ws", file=f)
+
+
+def test_symlinked_profile_stays_a_symlink(profile_file, tmp_path):
+    link = tmp_path / "link.yml"
+    link.symlink_to(profile_file)
+    applications.add("psi4/1.9", runtime="hpc_cpu", file=str(link))
+    assert link.is_symlink() and "module load psi4/1.9" in profile_file.read_text()
