@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from .. import profile as profiles
 from ..errors import AiravataError, InvalidArgument
 from . import cache, registry, setup_lines
-from .catalog import MODULE, REGISTERED, Application, Catalog, parse_prereqs
+from .catalog import MODULE, REGISTERED, Application, Catalog, parse_conflicts, parse_prereqs
 from .shell import REMOTE_KINDS, kind_phrase, run_script
 
 if TYPE_CHECKING:
@@ -123,17 +123,18 @@ def _find(prof: profiles.Profile, res: "Resource", app: str, refresh: bool) -> t
 
 
 def _with_prereqs(res: "Resource", apps: list[Application]) -> list[Application]:
-    """Read the ``prereq()`` calls of the modulefiles (one command)."""
+    """Read the ``prereq()`` and ``conflict()`` calls of the modulefiles (one command)."""
     files = [a.path for a in apps if a.source == MODULE and a.path.endswith(".lua")]
     if not files:
         return apps
-    script = "grep -sHE '^[[:space:]]*prereq(_any)?[[:space:]]*\\(' -- " + " ".join(shlex.quote(f) for f in files) + "; true"
+    script = "grep -sHE '^[[:space:]]*(prereq(_any)?|conflict)[[:space:]]*\\(' -- " + " ".join(shlex.quote(f) for f in files) + "; true"
     _, out, _ = run_script(res, script, login=False)
     by_file: dict[str, list[str]] = {}
     for line in out.splitlines():
         path, _, code = line.partition(".lua:")
         by_file.setdefault(path + ".lua", []).append(code)
-    return [dataclasses.replace(a, prereqs=parse_prereqs("\n".join(by_file.get(a.path, [])))) for a in apps]
+    return [dataclasses.replace(a, prereqs=parse_prereqs("\n".join(by_file.get(a.path, []))),
+                                conflicts=parse_conflicts("\n".join(by_file.get(a.path, [])))) for a in apps]
 
 
 def show(app: str, resource: str | None = None, *, refresh: bool = False, file: str | None = None) -> "pd.DataFrame":
@@ -154,13 +155,14 @@ def show(app: str, resource: str | None = None, *, refresh: bool = False, file: 
         for a in _with_prereqs(res, found):
             row = _row(a)
             row["prerequisites"] = " and ".join(" or ".join(alts) for alts in a.prereqs)
+            row["conflicts"] = ", ".join(a.conflicts)
             row["help"] = a.help
             row["private"] = a.private
             rows.append(row)
     if not rows:
         raise InvalidArgument(misses[0] if len(misses) == 1 else f"unknown application {app!r} on every resource "
                               f"({', '.join(r.name for r in resources)}); `application list --search` finds names")
-    return _frame(rows, [*COLUMNS, "prerequisites", "help", "private"])
+    return _frame(rows, [*COLUMNS, "prerequisites", "conflicts", "help", "private"])
 
 
 def add(app: str, *, runtime: str | None = None, resource: str | None = None, refresh: bool = False,
@@ -241,6 +243,10 @@ def _check_module(app: Application, existing: list[str], where: str, runtime: st
         first = app.requires[0]
         raise InvalidArgument(f"{app.full_name} needs {', '.join(first)} loaded first: run "
                               f"`application add {first[0]} {flag}` before adding {app.full_name}")
+    clashing = [m for m in loaded if any(setup_lines.satisfied(c, [m]) for c in app.conflicts)]
+    if clashing:
+        raise InvalidArgument(f"{app.full_name} conflicts with {clashing[0]}, which {where} already loads "
+                              "(conflict() in its modulefile); remove that line first")
     for alternatives in app.prereqs:
         if not any(setup_lines.satisfied(m, loaded) for m in alternatives):
             raise InvalidArgument(f"{app.full_name} needs {' or '.join(alternatives)} loaded first (prereq in its "

@@ -51,6 +51,7 @@ class Application:
     # The modulefile's prereq() calls (filled by ``show``): every item must hold, each a list of
     # alternatives (a name alone matches any version).
     prereqs: list[list[str]] = dataclasses.field(default_factory=list)
+    conflicts: list[str] = dataclasses.field(default_factory=list)  # the modulefile's conflict() (by ``show``)
     private: bool | None = None  # registered applications only
 
     @property
@@ -184,6 +185,12 @@ def _version_key(version: str) -> tuple:
 
 
 _PREREQ = re.compile(r"^\s*(prereq|prereq_any)\s*\((?P<args>[^)]*)\)", re.MULTILINE)
+_CONFLICT = re.compile(r"^\s*conflict\s*\((?P<args>[^)]*)\)", re.MULTILINE)
+
+
+def parse_conflicts(modulefile: str) -> list[str]:
+    """Modules a modulefile's ``conflict("a", "b/1")`` calls refuse to be loaded with."""
+    return [n for m in _CONFLICT.finditer(modulefile) for n in re.findall(r"""["']([^"']+)["']""", m.group("args"))]
 
 
 def parse_prereqs(modulefile: str) -> list[list[str]]:

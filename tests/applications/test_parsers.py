@@ -29,6 +29,13 @@ def test_prereq_calls():
     assert parse_prereqs(text) == [["cuda"], ["gcc/13"], ["openmpi"], ["intel", "gcc"]]
 
 
+def test_conflict_calls():
+    from airavata_magic.applications.catalog import parse_conflicts
+
+    assert parse_conflicts('conflict("mpich", "mvapich2/2.3")\n  conflict("intel")\n-- conflict("x")') == [
+        "mpich", "mvapich2/2.3", "intel"]
+
+
 def test_terse_avail_of_another_module_system():
     text = "/usr/share/modules/modulefiles:\ndot\nmodule-git\n/opt/mods:\npsi4/1.8(default)\npsi4/1.9\ncuda/\ncuda/12.4\n"
     apps = {a.full_name: a.default for a in parse_terse_avail(text, "hpc")}

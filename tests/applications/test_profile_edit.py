@@ -59,6 +59,17 @@ def test_same_module_again_changes_nothing(profile_file):
     assert profile_file.read_bytes() == before
 
 
+def test_conflicting_module_is_refused(profile_file):
+    f = str(profile_file)
+    applications.add("mpich", runtime="hpc_cpu", file=f)
+    before = profile_file.read_bytes()
+    with pytest.raises(InvalidArgument, match=r"openmpi/4.1 conflicts with mpich/4.2, which runtimes.hpc_cpu.setup "
+                                              r"already loads \(conflict\(\) in its modulefile\)"):
+        applications.add("openmpi", runtime="hpc_cpu", file=f)
+    assert profile_file.read_bytes() == before
+    assert "mpich" in set(applications.show("openmpi", "hpc", file=f).conflicts)
+
+
 def test_prerequisite_added_first_is_accepted(profile_file):
     f = str(profile_file)
     applications.add("cuda/12.4", runtime="hpc_cpu", file=f)

@@ -9,6 +9,7 @@ listed in ``/etc/lmod/modulespath`` so that every login shell of the test user s
   ``gromacs/2024.1``, which lives in a hierarchy that only ``cuda`` adds to ``MODULEPATH``
   (``module spider gromacs/2024.1`` says "You will need to load all module(s) ... cuda/12.4").
 - ``qchem/6.1``, whose modulefile says ``prereq("cuda")``: loading it without cuda fails.
+- ``mpich/4.2`` and ``openmpi/4.1``, whose modulefile says ``conflict("mpich")``.
 
 Each application is a small script the module puts on ``PATH`` that prints its name and version.
 Everything is root-owned, world-readable, and written only when its content changes.
@@ -35,6 +36,8 @@ APPLICATIONS = {  # name/version -> (description, prerequisite line or "")
     "psi4/1.9": ("Psi4 quantum chemistry", ""),
     "cuda/12.4": ("NVIDIA CUDA toolkit", ""),
     "qchem/6.1": ("Q-Chem quantum chemistry (needs cuda)", 'prereq("cuda")'),
+    "mpich/4.2": ("MPICH MPI library", ""),
+    "openmpi/4.1": ("Open MPI library", 'conflict("mpich")'),
 }
 
 
