@@ -6,6 +6,7 @@ the file's modification time, makes a cached listing cost no JSON parse.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.parse
@@ -56,7 +57,9 @@ def fetch(resource: Resource) -> Catalog:
                            f"(exit {rc}{': ' + tail if tail else ''})")
     catalog = parse_output(out, resource.name, time.time())
     p = _path(resource.name)
-    paths.write_json(p, {"identity": identity(resource), "catalog": catalog.to_json()})
+    # A cache: atomic against a crashing process is enough (no fsync), and compact JSON.
+    paths.write_private(p, json.dumps({"identity": identity(resource), "catalog": catalog.to_json()},
+                                      separators=(",", ":")), fsync=False)
     _memory[str(p)] = (os.stat(p).st_mtime, identity(resource), catalog)
     return catalog
 
