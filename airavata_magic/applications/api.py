@@ -41,15 +41,21 @@ def _resources(prof: profiles.Profile, names: str | Sequence[str] | None) -> lis
     return out
 
 
-def _catalogs(resources: list["Resource"], refresh: bool,
-              progress: Callable[[str], None] | None = None) -> dict[str, Catalog]:
+def _catalogs(resources: list["Resource"], refresh: bool, progress: Callable[[str], None] | None = None,
+              failures: list[str] | None = None) -> dict[str, Catalog]:
     """One query per resource, all at once (each over its own pooled SSH connection);
-    ``progress(resource)`` is called as each one answers."""
+    ``progress(resource)`` is called as each one answers. With ``failures``, a resource that
+    cannot answer is noted there (one line) instead of failing the whole listing."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(resources))) as pool:
         futures = {pool.submit(cache.catalog_of, r, refresh=refresh): r.name for r in resources}
         out = {}
         for f in concurrent.futures.as_completed(futures):
-            out[futures[f]] = f.result()
+            try:
+                out[futures[f]] = f.result()
+            except AiravataError as e:
+                if failures is None:
+                    raise
+                failures.append(f"{futures[f]}: {e}")
             if progress is not None:
                 progress(futures[f])
         return out
@@ -77,19 +83,25 @@ def list_applications(resource: str | Sequence[str] | None = None, search: str |
     """Modules, conda environments and registered executables of the profile's resources (or of
     ``resource``), one row per version; ``search`` keeps rows whose name or description contain it
     (case-insensitive). Answers are cached per resource for an hour; ``refresh`` asks again.
-    ``progress(resource)`` is called as each resource answers (for a progress display)."""
+    ``progress(resource)`` is called as each resource answers (for a progress display). When no
+    resource is named, one that cannot be reached is left out and said in ``df.attrs["skipped"]``."""
     if search is not None and (not isinstance(search, str) or not search.strip()):
         raise InvalidArgument("--search needs some text, e.g. --search psi4")
     prof = profiles.load_profile(file)
     resources = _resources(prof, resource)
-    catalogs = _catalogs(resources, refresh, progress)
+    failures: list[str] | None = [] if not resource else None
+    catalogs = _catalogs(resources, refresh, progress, failures)
     needle = search.strip().lower() if search else None
     rows = []
     for res in resources:
+        if res.name not in catalogs:
+            continue
         for a in _apps(prof, res, catalogs[res.name]):
             if needle is None or needle in a.name.lower() or needle in a.description.lower():
                 rows.append(_row(a))
-    return _frame(rows, COLUMNS)
+    df = _frame(rows, COLUMNS)
+    df.attrs["skipped"] = failures or []
+    return df
 
 
 def _parse_ref(app: str) -> tuple[str, str]:

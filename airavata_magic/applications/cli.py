@@ -23,6 +23,8 @@ def _list(args: argparse.Namespace) -> int:
               disable=not sys.stderr.isatty()) as bar:
         df = api.list_applications(args.resource, args.search, refresh=args.refresh, file=args.file,
                                    progress=lambda _name: bar.update(1))
+    for note in df.attrs.get("skipped", []):
+        print(f"left out {note}", file=sys.stderr)
     _print(df)
     return 0
 

@@ -66,6 +66,8 @@ class ApplicationMagics(Magics):
             df = api.list_applications(a.resource, a.search, refresh=a.refresh, file=a.file, progress=answered)
             handle.update({"text/plain": f"{len(df)} applications from {', '.join(done) or 'no resource'} "
                                          f"in {time.monotonic() - t0:.1f} s"}, raw=True)
+            for note in df.attrs.get("skipped", []):
+                print(f"left out {note}")
             return df
         if a.action == "show":
             return api.show(a.args[0], one_resource, refresh=a.refresh, file=a.file)

@@ -6,7 +6,7 @@ import os
 
 from airavata_magic import applications
 from airavata_magic.applications import cache
-from airavata_magic.errors import InvalidArgument
+from airavata_magic.errors import AiravataError, InvalidArgument
 from airavata_magic.profile import load_profile
 
 import pytest
@@ -94,3 +94,14 @@ def test_local_answers_too(profile_file):
     df = applications.list("local", refresh=True, file=str(profile_file))
     assert "psi4" in set(df.name)  # this machine's own Lmod (login shell) sees the same tree
 
+
+
+def test_unreachable_resource_is_left_out_with_a_note(profile_file):
+    text = profile_file.read_text().replace("runtimes:", "  down:\n    kind: ssh\n    host: 127.0.0.1\n    port: 1\n"
+                                            "runtimes:", 1)
+    profile_file.write_text(text)
+    df = applications.list(search="psi4", file=str(profile_file))
+    assert {"hpc", "ws", "local"} <= set(df.resource) and "down" not in set(df.resource)
+    assert len(df.attrs["skipped"]) == 1 and df.attrs["skipped"][0].startswith("down: cannot reach SSH server 127.0.0.1:1")
+    with pytest.raises(AiravataError, match="cannot reach SSH server 127.0.0.1:1"):
+        applications.list("down", file=str(profile_file))  # named: its failure is the answer
