@@ -49,7 +49,7 @@ def main() -> int:
         testbed_apps.ensure_applications()
         testbed_apps.write_bench_tree(args.modules)
         from airavata_magic import applications
-        from airavata_magic.backends.remote_kernel import target_of
+        from airavata_magic.backends.ssh_launched import target_of
         from airavata_magic.profile import load_profile
         from airavata_magic.transport.ssh import connection_for
 

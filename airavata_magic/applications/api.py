@@ -20,7 +20,7 @@ from .shell import REMOTE_KINDS, kind_phrase, run_script
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..backends.base import Resource
+    from ..profile import Resource
 
 COLUMNS = ["resource", "name", "version", "default", "source", "description", "requires", "path"]
 ANSWERING_KINDS = ("local", *REMOTE_KINDS)

@@ -13,7 +13,7 @@ import urllib.parse
 from pathlib import Path
 
 from .. import paths
-from ..backends.base import Resource
+from ..profile import Resource
 from ..errors import BackendError
 from .catalog import QUERY, Catalog, parse_output
 from .shell import identity, run_script

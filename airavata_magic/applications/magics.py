@@ -9,8 +9,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..magics import parse as _parse
-from ..magics import user_errors as _user_errors
+from ..usage import parse as _parse
+from ..usage import user_errors as _user_errors
 
 _ARITY = {"list": (0, 0), "show": (1, 1), "add": (1, 1), "register": (1, 1)}
 _USAGE = {"show": "NAME[/VERSION]", "add": "NAME[/VERSION] --runtime PRESET|--resource R",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from ..backends.base import Resource
+from ..profile import Resource
 from ..errors import BackendError, InvalidArgument
 
 REMOTE_KINDS = ("slurm", "ssh")
@@ -29,7 +29,7 @@ def run_script(resource: Resource, script: str, *, login: bool = True, timeout: 
     if resource.kind not in REMOTE_KINDS:
         raise InvalidArgument(f"{resource.name} is {kind_phrase(resource.kind)} resource: no shell to ask; "
                               f"use a slurm, ssh or local resource")
-    from ..backends.remote_kernel import target_of  # paramiko: only when a remote resource is asked
+    from ..backends.ssh_launched import target_of  # paramiko: only when a remote resource is asked
     from ..transport.ssh import connection_for
 
     return connection_for(target_of(resource.settings)).run(argv, timeout=timeout)

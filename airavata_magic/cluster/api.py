@@ -18,7 +18,7 @@ from .slurm_text import SACCT_FIELDS, SINFO_FORMAT, parse_sacct, parse_sinfo, si
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..backends.base import Resource
+    from ..profile import Resource
 
 RESOURCE_COLUMNS = ["resource", "kind", "host", "partition", "state", "nodes", "cpus", "cpus_idle", "gpus", "memory_mb", "note"]
 USAGE_COLUMNS = ["resource", "account", "partition", "jobs", "by_state", "cpu_hours", "gpu_hours", "airavata_jobs"]
