@@ -89,7 +89,7 @@ _autoload()
 _API: dict[str, str] = {
     "authenticate": "airavata_magic.api:authenticate",
     "request_runtime": "airavata_magic.api:request_runtime",
-    "runtime": "airavata_magic.api:runtime",
+    "get_runtime": "airavata_magic.api:get_runtime",
     "runtimes": "airavata_magic.api:runtimes",
     "Runtime": "airavata_magic.api:Runtime",
     "RemoteError": "airavata_magic.api:RemoteError",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..errors import AiravataError, RuntimeFailed, RuntimeUnavailable
 from . import session
-from .runtimes import RemoteError, RemoteValue, Runtime, authenticate, request_runtime, runtime, runtimes
+from .runtimes import RemoteError, RemoteValue, Runtime, authenticate, get_runtime, request_runtime, runtimes
 
-__all__ = ["authenticate", "request_runtime", "runtime", "runtimes", "Runtime", "RemoteError", "RemoteValue",
+__all__ = ["authenticate", "request_runtime", "get_runtime", "runtimes", "Runtime", "RemoteError", "RemoteValue",
            "session", "AiravataError", "RuntimeFailed", "RuntimeUnavailable"]

@@ -24,6 +24,7 @@ _state = threading.local()  # .depth: recorded calls in progress; .outputs: the 
 _active: "ScriptRecorder | None" = None
 _lock = threading.RLock()  # one call journaled at a time
 OUTPUT_CAP = 64 * 1024  # characters of run() output kept per call
+_CALLABLE = "<callable, not recorded>"
 
 
 def _var(runtime_name: str) -> str:
@@ -72,7 +73,7 @@ class ScriptRecorder:
         if isinstance(value, str):
             return repr(self.redactor.code(value) if code_arg else self.redactor.text(value))
         if callable(value):
-            return f"None  # {param}: a {type(value).__name__} was given; not recorded"
+            return _CALLABLE  # a callback only this process has: left out of the replayed call
         return self.redactor.text(repr(value))
 
     def source(self, fn: Callable, method: bool, args: tuple, kwargs: dict) -> tuple[str, dict[str, str], str | None]:
@@ -99,6 +100,8 @@ class ScriptRecorder:
             else:
                 text = self._arg(pname, value, pname == "code")
                 recorded[pname] = text
+                if text == _CALLABLE:
+                    continue
                 if p.kind == p.KEYWORD_ONLY:
                     keywords.append(f"{pname}={text}")
                 else:
@@ -109,7 +112,7 @@ class ScriptRecorder:
         prefix = ""
         if target not in self.bound:
             self.bound[target] = _var(target)
-            prefix = f"{self.bound[target]} = am.runtime({target!r})\n"
+            prefix = f"{self.bound[target]} = am.get_runtime({target!r})\n"
         return f"{prefix}{self.bound[target]}.{call}", recorded, target
 
     # -- journal -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Runtimes from Python: ``authenticate``, ``request_runtime``, ``runtime``, ``runtimes`` and the
+"""Runtimes from Python: ``authenticate``, ``request_runtime``, ``get_runtime``, ``runtimes`` and the
 ``Runtime`` handle. The magics and the command line call the same ``RuntimeManager`` through
 these functions; nothing here keeps runtime state of its own (the manager owns it).
 
@@ -166,7 +166,7 @@ class Runtime:
 
     The record itself lives with the ``RuntimeManager`` (and on disk); the handle only names it,
     so two handles on the same name see the same runtime. Get one from ``request_runtime`` or
-    ``runtime(name)``.
+    ``get_runtime(name)``.
     """
 
     def __init__(self, name: str, *, keep: bool = True, message: str = "") -> None:
@@ -301,7 +301,7 @@ def request_runtime(name: str, *, file: str | None = None, resource: str | None 
 
 
 @recording.recorded
-def runtime(name: str) -> Runtime:
+def get_runtime(name: str) -> Runtime:
     """A handle on an existing runtime (requested earlier, here or in a notebook). It is not
     stopped when the script ends."""
     _manager().get(name)  # a clear error now for an unknown name
