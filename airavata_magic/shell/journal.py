@@ -88,7 +88,8 @@ def _proc_start(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat[stat.rindex(")") + 2:].split()[19]
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie recorder is not recording
 
 
 def recording(store_root: Path) -> dict[str, int]:
