@@ -6,12 +6,13 @@ The recorded shell sources the user's own ``~/.bashrc`` first, then this integra
 - ``PROMPT_COMMAND`` (before each prompt) emits a *command end* marker with the exit status,
   the working directory and the last history entry (the command line as typed, pipes and
   quotes included), both base64 so no byte of them can end the marker early;
+  an empty line adds no history entry, so it is not a command;
 - ``PS1`` starts with ``(rec NAME)`` so the user sees the shell is recorded.
 
 Markers are OSC escape sequences (``ESC ] 6973 ; NONCE ; ... BEL``) carrying a random nonce of
 this session, so program output cannot be mistaken for one. The recorder strips them before
 the terminal sees the output. History settings that would hide a command (``HISTCONTROL``,
-``HISTIGNORE``) are cleared in the recorded shell only.
+``HISTIGNORE``, history off, ``HISTSIZE=0``) are undone in the recorded shell only.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def rcfile(name: str, nonce: str) -> str:
 if [ -f ~/.bashrc ]; then . ~/.bashrc; fi
 HISTCONTROL=
 HISTIGNORE=
+set -o history
+if [ "${{HISTSIZE:-1}}" = 0 ]; then HISTSIZE=1000; fi
 __am_nonce={q(nonce)}
 __am_b64() {{ printf '%s' "$1" | base64 -w0 2>/dev/null || printf '%s' "$1" | base64 | tr -d '\\n'; }}
 __am_precmd() {{

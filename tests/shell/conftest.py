@@ -19,7 +19,7 @@ def shell_env(tmp_path: Path, magic_home: Path) -> dict[str, str]:
     user_home = tmp_path / "user"
     user_home.mkdir()
     # A user's rc that would hide commands from `history` (ignoreboth) and has its own prompt.
-    (user_home / ".bashrc").write_text("HISTCONTROL=ignoreboth\nHISTIGNORE='ls*'\nPS1='\\w\\$ '\n")
+    (user_home / ".bashrc").write_text("HISTCONTROL=ignoreboth\nHISTIGNORE='ls*'\nHISTSIZE=0\nset +o history\nPS1='\\w\\$ '\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # `airavata-magic` on PATH inside the recorded shell, whatever the venv's scripts are
