@@ -3,9 +3,10 @@
 The recorded shell sources the user's own ``~/.bashrc`` first, then this integration:
 
 - ``PS0`` (printed after a command line is read, before it runs) emits a *command start* marker;
-- ``PROMPT_COMMAND`` (before each prompt) emits a *command end* marker with the exit status,
-  the working directory and the last history entry (the command line as typed, pipes and
-  quotes included), both base64 so no byte of them can end the marker early;
+- ``PROMPT_COMMAND`` (before each prompt) writes the working directory and the last history
+  entry (the command line as typed, pipes and quotes included) to a numbered file in the
+  recorder's private directory, then emits a *command end* marker with the exit status and
+  that number (builtins only: no process per prompt, and no byte of a command can end a marker);
   an empty line adds no history entry, so it is not a command;
 - ``PS1`` starts with ``(rec NAME)`` so the user sees the shell is recorded.
 
@@ -16,7 +17,7 @@ the terminal sees the output. History settings that would hide a command (``HIST
 """
 from __future__ import annotations
 
-import base64
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ OSC = b"\x1b]6973;"
 BEL = b"\x07"
 
 
-def rcfile(name: str, nonce: str) -> str:
-    """The ``--rcfile`` of a recorded bash."""
+def rcfile(name: str, nonce: str, facts_dir: str) -> str:
+    """The ``--rcfile`` of a recorded bash. Facts go to ``facts_dir/SEQ`` with builtins only:
+    no process is started per prompt."""
     q = shlex.quote
     return f"""# airavata-magic: recorded shell session {name}
 if [ -f ~/.bashrc ]; then . ~/.bashrc; fi
@@ -35,11 +37,13 @@ HISTIGNORE=
 set -o history
 if [ "${{HISTSIZE:-1}}" = 0 ]; then HISTSIZE=1000; fi
 __am_nonce={q(nonce)}
-__am_b64() {{ printf '%s' "$1" | base64 -w0 2>/dev/null || printf '%s' "$1" | base64 | tr -d '\\n'; }}
+__am_dir={q(facts_dir)}
+__am_seq=0
 __am_precmd() {{
     local st=$?
-    printf '\\033]6973;%s;D;%s;%s;%s\\007' "$__am_nonce" "$st" "$(__am_b64 "$PWD")" \\
-        "$(__am_b64 "$(HISTTIMEFORMAT= builtin history 1)")"
+    __am_seq=$((__am_seq + 1))
+    {{ printf '%s\\0' "$PWD"; HISTTIMEFORMAT= builtin history 1; }} > "$__am_dir/$__am_seq" 2>/dev/null
+    printf '\\033]6973;%s;D;%s;%s\\007' "$__am_nonce" "$st" "$__am_seq"
     return $st
 }}
 PROMPT_COMMAND="__am_precmd;${{PROMPT_COMMAND}}"
@@ -54,30 +58,45 @@ class Marker:
 
     kind: str
     status: int | None = None
-    cwd: str | None = None
-    history: tuple[int, str] | None = None  # (history number, command line)
+    seq: int | None = None  # D: the facts file this prompt wrote
+
+
+@dataclass
+class Facts:
+    """What the shell wrote at a prompt: its working directory and last history entry."""
+
+    cwd: str
+    history: tuple[int, str] | None  # (history number, command line as typed)
 
 
 _HIST_RE = re.compile(r"^\s*(\d+)\*?\s\s?(.*)$", re.DOTALL)
 
 
-def _b64(text: bytes) -> str:
-    return base64.b64decode(text + b"=" * (-len(text) % 4)).decode("utf-8", "replace")
-
-
 def parse_marker(body: bytes) -> Marker | None:
-    """``C`` or ``D;STATUS;B64(PWD);B64(history 1)`` -> a Marker (None if malformed)."""
+    """``C`` or ``D;STATUS;SEQ`` -> a Marker (None if malformed)."""
     parts = body.split(b";")
     try:
-        if parts[0] == b"C":
+        if parts == [b"C"]:
             return Marker("C")
-        if parts[0] == b"D" and len(parts) == 4:
-            hist = _HIST_RE.match(_b64(parts[3]))
-            return Marker("D", int(parts[1]), _b64(parts[2]),
-                          (int(hist.group(1)), hist.group(2)) if hist else None)
+        if parts[0] == b"D" and len(parts) == 3:
+            return Marker("D", int(parts[1]), int(parts[2]))
     except ValueError:
         return None
     return None
+
+
+def read_facts(facts_dir: str, seq: int) -> Facts | None:
+    """Read and remove the facts file of prompt ``seq`` (None if the shell could not write it)."""
+    path = os.path.join(facts_dir, str(seq))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        os.unlink(path)
+    except OSError:
+        return None
+    cwd, _, hist = raw.partition(b"\0")
+    m = _HIST_RE.match(hist.decode("utf-8", "replace").rstrip("\n"))
+    return Facts(cwd.decode("utf-8", "replace"), (int(m.group(1)), m.group(2)) if m else None)
 
 
 class MarkerScanner:

@@ -16,6 +16,7 @@ import os
 import pty
 import secrets
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -102,6 +103,7 @@ class ShellRecorder:
         self.journal = journal.JournalFile(path, meta, cells)
         self.redactor = Redactor()
         self.nonce = secrets.token_hex(8)
+        self._facts_dir = ""
         self._stop = False
         self._resize = False
         self._hidden = bytearray()
@@ -112,11 +114,11 @@ class ShellRecorder:
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> int:
-        tmp = tempfile.mkdtemp(prefix="airavata-shell-")
+        tmp = self._facts_dir = tempfile.mkdtemp(prefix="airavata-shell-")  # 0700: facts may hold secrets
         rc = Path(tmp) / "rc.bash"
         fd = os.open(rc, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(integration.rcfile(self.name, self.nonce))
+            f.write(integration.rcfile(self.name, self.nonce, tmp))
         state = shell_journal.write_state(self.store.root, self.name, os.getpid())
         env = dict(os.environ, **{ENV_NAME: self.name, ENV_PID: str(os.getpid())})
         stdin_tty = os.isatty(0)
@@ -145,12 +147,11 @@ class ShellRecorder:
             os.close(master)
             self.journal.close()
             os.close(self._lockfd)
-            for p in (state, rc):
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
-            os.rmdir(tmp)
+            try:
+                os.unlink(state)
+            except OSError:
+                pass
+            shutil.rmtree(tmp, ignore_errors=True)
         print(f"\nsession {self.name!r} stopped: {self.recorded} command(s) recorded "
               f"({len(self.journal.cells)} in all) in {self.journal.path}", file=sys.stderr, flush=True)
         return status
@@ -237,11 +238,15 @@ class ShellRecorder:
                 self._current = _Command()
             return
         cmd, self._current = self._current, None
-        hist = m.history[0] if m.history else None
-        if cmd is not None and m.history is not None and hist != self._last_hist and self._cwd is not None:
-            self._record(m.history[1], cmd, m.status if m.status is not None else 0, self._cwd)
+        facts = integration.read_facts(self._facts_dir, m.seq) if m.seq is not None else None
+        if facts is None:
+            return
+        hist = facts.history[0] if facts.history else None
+        # A new history entry means a command line was run; an empty line adds none.
+        if cmd is not None and facts.history is not None and hist != self._last_hist and self._cwd is not None:
+            self._record(facts.history[1], cmd, m.status if m.status is not None else 0, self._cwd)
         self._last_hist = hist if hist is not None else self._last_hist
-        self._cwd = m.cwd or self._cwd
+        self._cwd = facts.cwd or self._cwd
 
     def _record(self, command: str, cmd: _Command, status: int, cwd: str) -> None:
         if self._hidden:

@@ -58,6 +58,9 @@ def test_stat_runtimes_and_handles(rt):
     same = am.get_runtime("api-rt")
     assert same.run("state") == 7  # a second handle reaches the same kernel
     assert "api-rt" in repr(same) and "ready" in repr(same)
+    auth = am.authenticate("local")  # no profile here: the built-in local resource
+    assert list(auth.columns) == ["resource", "kind", "ok", "detail"]
+    assert auth.iloc[0]["resource"] == "local" and bool(auth.iloc[0]["ok"]) and "ipykernel" in auth.iloc[0]["detail"]
 
 
 def test_bad_input_is_one_clear_error(api_home):
