@@ -77,7 +77,7 @@ class ScriptRecorder:
         return self.redactor.text(repr(value))
 
     def source(self, fn: Callable, method: bool, args: tuple, kwargs: dict) -> tuple[str, dict[str, str], str | None]:
-        """(code of the call, its arguments as recorded, the runtime it concerns)."""
+        """(code of the call, its arguments as recorded, the runtime a method was called on)."""
         sig = inspect.signature(fn)
         bound = sig.bind(*args, **kwargs)
         target = None
@@ -108,7 +108,7 @@ class ScriptRecorder:
                     positional.append(text)
         call = f"{fn.__name__}({', '.join(positional + keywords)})"
         if not method:
-            return f"am.{call}", recorded, (bound.arguments.get("name") if "name" in bound.arguments else None)
+            return f"am.{call}", recorded, None
         prefix = ""
         if target not in self.bound:
             self.bound[target] = _var(target)
@@ -237,8 +237,9 @@ def recorded(fn: Callable | None = None, *, method: bool = False) -> Callable:
                         code = None
                     if code is not None:
                         if not method and type(result).__name__ == "Runtime" and status == "ok":
-                            rec.bound[result.name] = _var(result.name)
-                            code = f"{rec.bound[result.name]} = {code}"
+                            target = result.name
+                            rec.bound[target] = _var(target)
+                            code = f"{rec.bound[target]} = {code}"
                         outputs = [rec.redactor.output(o) for o in outputs]
                         rec.add(code, fn.__name__, args_rec, target, status, summary, duration, outputs)
 
