@@ -35,9 +35,12 @@ def _var(runtime_name: str) -> str:
     return var
 
 
-def _summary(value: Any) -> str:
+def _summary(value: Any, call: str) -> str:
+    """One line about what a call returned."""
     if value is None:
         return "done"
+    if call == "request_runtime" and getattr(value, "message", ""):
+        return value.message
     if type(value).__name__ == "DataFrame":
         return f"DataFrame with {len(value)} rows: {', '.join(map(str, value.columns))}"
     if type(value).__name__ == "Runtime" and hasattr(value, "message"):
@@ -218,7 +221,7 @@ def recorded(fn: Callable | None = None, *, method: bool = False) -> Callable:
         status, summary, result = "ok", "", None
         try:
             result = fn(*args, **kwargs)
-            summary = (result.message or _summary(result)) if fn.__name__ == "request_runtime" else _summary(result)
+            summary = _summary(result, fn.__name__)
             return result
         except BaseException as e:
             status, summary = "error", f"{type(e).__name__}: {e}".splitlines()[0]
@@ -229,18 +232,25 @@ def recorded(fn: Callable | None = None, *, method: bool = False) -> Callable:
         finally:
             duration = time.perf_counter() - t0
             outputs, _state.depth, _state.outputs = _state.outputs, depth, None
-            with _lock:
-                if _active is rec:
-                    try:
-                        code, args_rec, target = rec.source(fn, method, args, kwargs)
-                    except TypeError:  # the call itself had bad arguments: nothing to replay
-                        code = None
-                    if code is not None:
-                        if not method and type(result).__name__ == "Runtime" and status == "ok":
-                            target = result.name
-                            rec.bound[target] = _var(target)
-                            code = f"{rec.bound[target]} = {code}"
-                        outputs = [rec.redactor.output(o) for o in outputs]
-                        rec.add(code, fn.__name__, args_rec, target, status, summary, duration, outputs)
+            _journal_call(rec, fn, method, args, kwargs, result if status == "ok" else None, status, summary,
+                          duration, outputs)
 
     return wrapper
+
+
+def _journal_call(rec: ScriptRecorder, fn: Callable, method: bool, args: tuple, kwargs: dict, result: Any,
+                  status: str, summary: str, duration: float, outputs: list[dict[str, Any]]) -> None:
+    """Append one finished call to the session (if it is still the one recording)."""
+    with _lock:
+        if _active is not rec:
+            return
+        try:
+            code, args_rec, target = rec.source(fn, method, args, kwargs)
+        except TypeError:  # the call itself had bad arguments: nothing to replay
+            return
+        if not method and type(result).__name__ == "Runtime":
+            target = result.name  # later calls on this handle use the variable bound here
+            rec.bound[target] = _var(target)
+            code = f"{rec.bound[target]} = {code}"
+        rec.add(code, fn.__name__, args_rec, target, status, summary, duration,
+                [rec.redactor.output(o) for o in outputs])
