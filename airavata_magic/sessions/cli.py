@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 from ..errors import InvalidArgument
+from ..shell.cli import add_session_commands
 
 
 def _print_table(table, empty: str) -> None:
@@ -29,35 +30,6 @@ def _session_show(args: argparse.Namespace) -> int:
 
     _print_table(cells_table(SessionStore().read(args.name)), "no cells")
     return 0
-
-
-def _session_start(args: argparse.Namespace) -> int:
-    from .. import shell
-
-    return shell.start(args.name, append=args.append)
-
-
-def _session_stop(args: argparse.Namespace) -> int:
-    from .. import shell
-
-    print(shell.stop(args.name))
-    return 0
-
-
-def _session_load(args: argparse.Namespace) -> int:
-    from .journal import SessionStore
-
-    kind = SessionStore().read(args.name)["metadata"].get("airavata", {}).get("session", {}).get("kind")
-    if kind == "shell":
-        from .. import shell
-
-        return shell.load(args.name, dry_run=args.dry_run)
-    if kind == "script":
-        from ..api import session
-
-        return session.load(args.name, dry_run=args.dry_run)
-    raise InvalidArgument(f"session {args.name!r} was recorded in a notebook: `airavata-magic session replay "
-                          f"{args.name}` runs it with papermill, or %session load {args.name} in a notebook")
 
 
 def _session_export(args: argparse.Namespace) -> int:
@@ -175,17 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = s.add_parser("show", help="the cells of one session")
     p.add_argument("name")
     p.set_defaults(func=_session_show)
-    p = s.add_parser("start", help="record a shell session in this terminal (exit or `session stop` ends it)")
-    p.add_argument("name")
-    p.add_argument("--append", action="store_true", help="continue an existing shell session")
-    p.set_defaults(func=_session_start)
-    p = s.add_parser("stop", help="end a recording shell session")
-    p.add_argument("name", nargs="?", help="default: the one this runs in, or the only one")
-    p.set_defaults(func=_session_stop)
-    p = s.add_parser("load", help="re-run a shell (or script) session's commands, stopping at the first failure")
-    p.add_argument("name")
-    p.add_argument("--dry-run", action="store_true", help="print the commands instead")
-    p.set_defaults(func=_session_load)
+    add_session_commands(s)  # start | stop | load: shell sessions (airavata_magic/shell)
     p = s.add_parser("export", help="write a notebook that papermill re-runs unchanged")
     p.add_argument("name")
     p.add_argument("path", help="the notebook to write (.ipynb)")
