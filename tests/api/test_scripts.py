@@ -112,3 +112,25 @@ def test_a_magic_and_its_api_call_make_the_same_runtime_record(notebook, magic_h
     # and the API handle drives a runtime the magic requested: one manager in the kernel
     notebook.ok("%wait_for_runtime by-magic --timeout 60")
     assert notebook.ok("print(am.get_runtime('by-magic').run('6 * 7'))").stdout == "42\n"
+
+
+def test_sigterm_ends_the_script_and_still_stops_its_runtime(script_env, magic_home, tmp_path):
+    script = tmp_path / "batch.py"
+    script.write_text("import time, airavata_magic as am\n"
+                      "rt = am.request_runtime('batch', resource='local')\n"
+                      "rt.wait(60, progress=False)\n"
+                      "print('READY', flush=True)\n"
+                      "time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], env=script_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "READY\n", proc.stderr.read()
+        pid = RuntimeStore(magic_home).load("batch").backend_state["pid"]
+        proc.terminate()  # what scancel or a batch system's kill sends first
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "runtime 'batch' stopped at script exit" in err
+    assert RuntimeStore(magic_home).load("batch").state.value == "stopped" and not _pid_alive(pid)
