@@ -114,14 +114,15 @@ class ScriptSink:
 
     def input(self, label: str | None, prompt: str, password: bool) -> str:
         if password:
-            from .. import secret_values
+            from .. import known_secrets
 
             value = getpass.getpass(prompt)
-            secret_values.remember(value)  # never recorded in a session
+            known_secrets.remember(value)  # never recorded in a session
             return value
         return input(prompt)
 
-    def comm(self, link: Any, msg_type: str, content: dict[str, Any], buffers: list) -> None:
+    def comm(self, link: Any, msg_type: str, content: dict[str, Any], buffers: list,
+             metadata: dict[str, Any] | None = None) -> None:
         pass  # widgets need a notebook frontend
 
 
@@ -204,7 +205,7 @@ class Runtime:
             raise InvalidArgument(f"invalid timeout {timeout!r}: give a positive number of seconds")
         last: list[tuple[str, str]] = []
 
-        def report(rt: Any, elapsed: float) -> None:
+        def report(rt: Any, elapsed: float, log_tail: str = "") -> None:
             key = (rt.state.value, rt.reason)
             if progress and last != [key]:
                 last[:] = [key]
@@ -229,7 +230,14 @@ class Runtime:
             raise InvalidArgument(f"code must be a str, not {type(code).__name__}")
         if stdin is None:
             stdin = bool(sys.stdin is not None and sys.stdin.isatty())
-        (outcome,) = _manager().run([self.name], code, ScriptSink(on_output), allow_stdin=stdin)
+        try:
+            (outcome,) = _manager().run([self.name], code, ScriptSink(on_output), allow_stdin=stdin)
+        except KeyboardInterrupt as e:
+            if type(e) is KeyboardInterrupt:
+                raise
+            # The relay's subclass says how the remote cell ended; a script wants a plain Ctrl-C,
+            # which Python turns into the usual exit by SIGINT (status 130 in a shell).
+            raise KeyboardInterrupt(f"the cell on runtime {self.name!r} was interrupted") from None
         if outcome.status != "ok":
             e = outcome.error or {}
             raise RemoteError(self.name, str(e.get("ename") or "RemoteError"), str(e.get("evalue") or ""),
