@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import checks
 from ..errors import AiravataError, InvalidArgument
 from . import recording
 
@@ -201,8 +202,8 @@ class Runtime:
         Raises ``RuntimeFailed`` at once (with the reason and the job's log tail) when the runtime
         fails, expires, dies or is stopped, and ``RuntimeUnavailable`` after ``timeout`` seconds.
         ``progress`` prints one line to stderr each time the state or the reason changes."""
-        if timeout is not None and not (isinstance(timeout, (int, float)) and 0 < timeout < 10**7):
-            raise InvalidArgument(f"invalid timeout {timeout!r}: give a positive number of seconds")
+        if timeout is not None:
+            timeout = checks.seconds(timeout)
         last: list[tuple[str, str]] = []
 
         def report(rt: Any, elapsed: float, log_tail: str = "") -> None:
