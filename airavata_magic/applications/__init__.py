@@ -13,4 +13,4 @@ from .api import add, list_applications, register, show
 
 list = list_applications  # noqa: A001 - am.applications.list(), as the issue names it
 
-__all__ = ["list", "list_applications", "show", "add", "register"]
+__all__ = ["list", "show", "add", "register"]
