@@ -71,7 +71,10 @@ class Catalog:
     fetched_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow copies: dataclasses.asdict's deep recursion costs ~10 ms on 500 modules.
+        d = dict(vars(self))
+        d["applications"] = [dict(vars(a)) for a in self.applications]
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Catalog":
