@@ -45,6 +45,9 @@ def load_ipython_extension(ip: Any) -> None:
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
     storage_magics.load(ip, manager)
+    from .applications import magics as application_magics  # %application, %resources, %usage
+
+    application_magics.load(ip, manager)
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
@@ -82,3 +85,38 @@ def _autoload() -> None:
 
 
 _autoload()
+
+
+# -- The Python API: `import airavata_magic as am; am.request_runtime(...)` --------------------
+# Names resolve on first use, so `import airavata_magic` (and %load_ext) stays light.
+# "module" gives the module itself (am.session.start), "module:attr" one of its attributes.
+# A feature adds itself with ONE line here, e.g. "storage": "airavata_magic.storage.api".
+_API: dict[str, str] = {
+    "authenticate": "airavata_magic.api:authenticate",
+    "request_runtime": "airavata_magic.api:request_runtime",
+    "get_runtime": "airavata_magic.api:get_runtime",
+    "runtimes": "airavata_magic.api:runtimes",
+    "Runtime": "airavata_magic.api:Runtime",
+    "RemoteError": "airavata_magic.api:RemoteError",
+    "RemoteValue": "airavata_magic.api:RemoteValue",
+    "session": "airavata_magic.api.session",
+    "applications": "airavata_magic.applications",  # list/show/add/register (issue 12)
+    "compute": "airavata_magic.compute",  # execute, resources, usage (issue 12)
+    "storage": "airavata_magic.storage",  # locations, copy, dataset, push_vars/pull_vars (issue 9)
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _API.get(name)
+    if target is None:
+        raise AttributeError(f"module 'airavata_magic' has no attribute {name!r}")
+    import importlib
+
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

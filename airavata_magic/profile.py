@@ -49,6 +49,7 @@ class Profile:
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, str] = field(default_factory=dict)  # {registry: STORAGE:PATH} (issue on data)
+    applications: dict[str, dict[str, str]] = field(default_factory=dict)  # shared registered executables
 
     def resource(self, name: str) -> Resource:
         try:
@@ -120,8 +121,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage", "datasets"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or datasets")
+        if key not in ("resources", "runtimes", "storage", "datasets", "applications"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage, datasets or applications")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -219,6 +220,26 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         if not isinstance(reg, str) or ":" not in reg or reg.split(":", 1)[0] not in profile.storage:
             raise err(datasets, "registry", "datasets.registry must be STORAGE:PATH with STORAGE named under storage:")
         profile.datasets["registry"] = reg
+
+    # -- applications: executables registered for everyone who uses this profile (issue 12) ----
+    applications = doc.get("applications") or LineDict()
+    if not isinstance(applications, dict):
+        raise err(doc, "applications", "must be a mapping of names to {resource: R, command: PATH}")
+    for name, body in applications.items():
+        akey = f"applications.{name}"
+        try:
+            checks.key_name(name, "application name")
+        except AiravataError as e:
+            raise err(applications, name, str(e)) from None
+        if not isinstance(body, LineDict) or not {"resource", "command"} <= set(body) \
+                or not set(body) <= {"resource", "command", "description"}:
+            raise err(applications, name, f"{akey} must be {{resource: R, command: PATH[, description: TEXT]}}")
+        if body["resource"] not in profile.resources:
+            raise err(body, "resource", f"{akey}: unknown resource {body['resource']!r}")
+        try:
+            profile.applications[name] = {k: checks.text(v, k) for k, v in body.items()}
+        except AiravataError as e:
+            raise err(body, "command", f"{akey}: {e}") from None
     return profile
 
 

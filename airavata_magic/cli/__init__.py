@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "airavata_magic.cli.compute",
     "airavata_magic.cli.sessions",
     "airavata_magic.storage.cli",
+    "airavata_magic.applications.cli",
 )
 
 

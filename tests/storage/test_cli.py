@@ -57,10 +57,11 @@ def test_dataset_verbs(env):
     assert "cli-ds" not in cli("dataset", "list", env=env).stdout
 
 
-def test_runtime_verbs_against_an_ssh_runtime(env, bed, tmp_path):
+def test_runtime_verbs_against_an_ssh_runtime(env, bed, manager, tmp_path):
     from .conftest import remote
 
-    assert cli("request", "cli_rt", "--resource", "ws", "--wait", "--timeout", "120", env=env).returncode == 0
+    manager.request("cli_rt", resource="ws")  # recorded in the same home the commands below use
+    manager.wait("cli_rt", timeout=120)
     try:
         (tmp_path / "in.txt").write_text("to the runtime")
         p = cli("copy", str(tmp_path / "in.txt"), "cli_rt:am-cli-rt/in.txt", "--verify", env=env)
@@ -76,4 +77,4 @@ def test_runtime_verbs_against_an_ssh_runtime(env, bed, tmp_path):
         assert path.startswith(f"/home/{bed.user}/.airavata-magic/datasets/cli_tree-")
         assert "f.bin" in remote(bed, f"ls {path}/am-cli")
     finally:
-        cli("stop", "cli_rt", env=env)
+        manager.stop("cli_rt")
