@@ -298,12 +298,15 @@ def _side_of(runtime: str, manager: Any) -> _Side:
     return _Side(end, res.settings.get("python") or "python3", f"{end.path}/datasets")
 
 
-def load(name: str, runtime: str, as_var: str | None = None, *, file: str | None = None, manager: Any = None,
+def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None = None, manager: Any = None,
          progress: Any = None) -> str:
     """Place dataset ``name`` read-only in the cache on ``runtime``'s resource and set ``as_var``
     (default: the name as an identifier) in the runtime's kernel to its path. Returns the path.
 
     The cache is keyed by content: a second load of unchanged data moves nothing."""
+    from .variables import runtime_name
+
+    runtime = runtime_name(runtime)
     ds = get(name, file)
     var = as_var or _identifier(name)
     if not var.isidentifier():

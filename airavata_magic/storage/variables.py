@@ -114,11 +114,17 @@ def _manager(manager: Any) -> Any:
     return get_manager()
 
 
+def runtime_name(runtime: Any) -> str:
+    """A runtime's name, from its name or from an ``am.Runtime`` handle."""
+    name = getattr(runtime, "name", runtime)
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"give a runtime (its name or an am.Runtime), got {runtime!r}")
+    return name
+
+
 def _check_runtime(runtime: str) -> None:
     from ..runtime import LOCAL
 
-    if not isinstance(runtime, str) or not runtime:
-        raise InvalidArgument("give the runtime's name")
     if runtime == LOCAL:
         raise InvalidArgument("'local' is this notebook's own kernel: its variables are already here")
 
@@ -132,11 +138,12 @@ def _raise_remote(outcome: Any, runtime: str) -> None:
     raise AiravataError(f"runtime {runtime!r}: {err.get('ename', 'Error')}: {err.get('evalue', '')}".rstrip())
 
 
-def pull_vars(runtime: str, names: list[str], *, limit: int = DEFAULT_LIMIT, manager: Any = None) -> dict[str, Any]:
-    """Bring variables of ``runtime``'s kernel here: ``{name: value}``.
+def pull_vars(runtime: Any, names: list[str], *, limit: int = DEFAULT_LIMIT, manager: Any = None) -> dict[str, Any]:
+    """Bring variables of ``runtime``'s kernel (a name or an ``am.Runtime``) here: ``{name: value}``.
 
     Raises one line when a name is undefined there, a value cannot be pickled, or the total is over
     ``limit`` bytes (nothing is truncated)."""
+    runtime = runtime_name(runtime)
     _check_runtime(runtime)
     _check_limit(limit)
     if not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
@@ -157,10 +164,12 @@ def pull_vars(runtime: str, names: list[str], *, limit: int = DEFAULT_LIMIT, man
     return pickle.loads(buffers[0], buffers=buffers[1:])
 
 
-def push_vars(runtime: str, *, limit: int = DEFAULT_LIMIT, manager: Any = None, **values: Any) -> list[str]:
-    """Send ``values`` (name=value) into ``runtime``'s kernel; returns the names set there.
+def push_vars(runtime: Any, *, limit: int = DEFAULT_LIMIT, manager: Any = None, **values: Any) -> list[str]:
+    """Send ``values`` (name=value) into ``runtime``'s kernel (a name or an ``am.Runtime``);
+    returns the names set there.
 
     An unpicklable value is one line naming it; over ``limit`` bytes is refused before sending."""
+    runtime = runtime_name(runtime)
     _check_runtime(runtime)
     _check_limit(limit)
     if not values:

@@ -110,3 +110,20 @@ def test_data_magics_on_a_slurm_runtime(slurm_testbed, notebook_factory, tmp_pat
     nb.ok("%dataset register --name slds --location slh:in.txt")
     assert "(variable slds)" in nb.ok("%dataset load slds --runtime sl").stdout
     assert nb.ok("%%run_on sl\nprint(open(slds + '/in.txt').read())").stdout == "from slurm\n"
+
+
+def test_the_python_api_takes_runtime_handles(home):
+    import numpy as np
+
+    import airavata_magic as am
+
+    rt = am.request_runtime("apivars", resource="local")
+    try:
+        rt.wait(60)
+        arr = np.arange(10.0)
+        assert am.storage.push_vars(rt, arr=arr, label="x") == ["arr", "label"]
+        rt.run("arr = arr * 2")
+        got = am.storage.pull_vars(rt, ["arr", "label"])
+        assert np.array_equal(got["arr"], arr * 2) and got["label"] == "x"
+    finally:
+        rt.stop()
