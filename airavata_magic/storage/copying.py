@@ -86,11 +86,19 @@ def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, 
         if not recursive:
             raise InvalidArgument(f"{src} is a directory: add --recursive")
         if "kernel" in (s.kind, d.kind):
-            raise InvalidArgument(f"directories cannot be copied to or from a Kubernetes runtime yet; copy files "
-                                  f"one by one or pack them into one archive first ({src})")
-        from .trees import copy_dir
+            from . import kernelfiles
 
-        result = copy_dir(s, d, prog, jobs)
+            key = copy_key(s, d)
+            result = CopyResult(s.label, d.path, method="kernel-tar")
+            try:
+                result.files, result.bytes, result.skipped = kernelfiles.copy_tree(
+                    s, d, prog, tmp_name(d.path, key, "kernel"), tmp_name(d.path, "old" + key, "kernel"))
+            finally:
+                prog.close()
+        else:
+            from .trees import copy_dir
+
+            result = copy_dir(s, d, prog, jobs)
     else:
         prog.start(info["size"], 1, f"{s.label} -> {d.label}")
         try:

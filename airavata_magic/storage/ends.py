@@ -138,6 +138,10 @@ class End:
 
     def manifest(self) -> dict[str, str]:
         """{relative path: sha256} of every regular file under a directory."""
+        if self.kind == "kernel":
+            from . import kernelfiles
+
+            return kernelfiles.manifest(self.manager, self.runtime or "", self.path)
         if self.kind == "ssh":
             out = self.check(f"cd -- {shlex.quote(self.path)} && find . -type f -print0 | xargs -0 -r sha256sum -z",
                              "sha256sum")

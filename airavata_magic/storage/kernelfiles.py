@@ -3,7 +3,8 @@
 Bytes travel as binary frames of comm messages on the kernel connection that already exists, in
 8 MiB chunks; the kernel itself stats, hashes (``--verify`` is computed there), creates the parent
 directory and renames the finished temporary file. Nothing of this package is needed in the pod:
-the few lines it runs are sent with each request. Single files only; resumable like other copies.
+the few lines it runs are sent with each request. Files resume like other copies; a directory
+travels as one tar file (``copy_tree``), between a pod and this machine.
 """
 from __future__ import annotations
 
@@ -169,3 +170,121 @@ def download(manager: Any, runtime: str, path: str, out: BinaryIO, offset: int, 
     if res.status != "ok":
         err = res.error or {}
         raise AiravataError(f"reading {path} on runtime {runtime!r} failed: {err.get('ename')}: {err.get('evalue')}")
+
+
+# -- directories: one tar file, made and unpacked by the kernel with archive.py's checks --------
+_PACK = """
+import os, tarfile, tempfile
+entries, skipped = scan_tree(args["path"])
+fd, tar_path = tempfile.mkstemp(prefix=".airavata-pack-", suffix=".tar")
+os.close(fd)
+with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as t:
+    for p, rel, kind, size in entries:
+        t.add(p, arcname=rel, recursive=False)
+sizes = [size for _, _, kind, size in entries if kind == "file"]
+result = {"tar": tar_path, "size": os.path.getsize(tar_path), "skipped": skipped, "files": len(sizes)}
+"""
+_MKTEMP = "import os, tempfile\nfd, result = tempfile.mkstemp(prefix='.airavata-unpack-', suffix='.tar')\nos.close(fd)"
+_UNPACK = """
+import os, shutil
+tmp, final, old = args["tmp"], args["path"], args["old"]
+shutil.rmtree(tmp, ignore_errors=True)
+os.makedirs(tmp)
+try:
+    with open(args["tar"], "rb") as f:
+        result = extract(f, tmp, refuse=False, stream=False)
+finally:
+    os.remove(args["tar"])
+if os.path.lexists(final):
+    os.replace(final, old)
+os.replace(tmp, final)
+shutil.rmtree(old, ignore_errors=True)
+"""
+_REMOVE = "import os\ntry:\n    os.remove(args['path'])\nexcept FileNotFoundError:\n    pass\nresult = True"
+
+
+def _archive_source() -> str:
+    import importlib.resources
+
+    return (importlib.resources.files("airavata_magic.storage") / "archive.py").read_text()
+
+
+def copy_tree(s: Any, d: Any, prog: Any, tmp: str, old: str) -> tuple[int, int, list[str]]:
+    """A directory between this machine and a pod, as one tar file carried in chunks: made by
+    the system ``tar`` (here) or the kernel (there), unpacked with every member checked, swapped
+    into place. Links that leave the tree are skipped. Returns (files, bytes, skipped)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from . import archive
+
+    if s.kind == "local" and d.kind == "kernel":
+        entries, skipped = archive.scan_tree(s.path)
+        tar = shutil.which("tar")
+        if tar is None:
+            raise AiravataError("copying a directory to a pod needs the `tar` command on this machine")
+        with tempfile.TemporaryFile() as packed:
+            listing = b"".join(os.fsencode(rel) + b"\0" for _, rel, _, _ in entries)
+            p = subprocess.run([tar, "-cf", "-", "-C", s.path, "--no-recursion", "--null", "-T", "-"],
+                               input=listing, stdout=packed, stderr=subprocess.PIPE)
+            if p.returncode != 0:
+                raise AiravataError(f"packing {s.label} failed: {p.stderr.decode(errors='replace').strip()[-300:]}")
+            size = packed.tell()
+            packed.seek(0)
+            sizes = [n for _, _, kind, n in entries if kind == "file"]
+            prog.start(size, len(sizes), f"{s.label} -> {d.label}")
+            remote_tar = call(d.manager, d.runtime, _MKTEMP)
+            try:
+                upload(d.manager, d.runtime, packed, remote_tar, 0, size, lambda n: prog.advance(n))
+            except BaseException:
+                call(d.manager, d.runtime, _REMOVE, path=remote_tar)
+                raise
+        mkdir(d.manager, d.runtime, os.path.dirname(d.path))
+        more = call(d.manager, d.runtime, _archive_source() + _UNPACK, tar=remote_tar, tmp=tmp, path=d.path, old=old)
+        prog.advance(0, len(sizes))
+        return len(sizes), sum(sizes), skipped + list(more)
+    if s.kind == "kernel" and d.kind == "local":
+        packed_info = call(s.manager, s.runtime, _archive_source() + _PACK, path=s.path)
+        prog.start(packed_info["size"], packed_info["files"], f"{s.label} -> {d.label}")
+        try:
+            with tempfile.TemporaryFile() as packed:
+                download(s.manager, s.runtime, packed_info["tar"], packed, 0, packed_info["size"],
+                         lambda n: prog.advance(n))
+                packed.seek(0)
+                shutil.rmtree(tmp, ignore_errors=True)
+                os.makedirs(tmp)
+                members: list[int] = []
+                more = archive.extract(packed, tmp, refuse=False, stream=False,
+                                       on_member=lambda m: members.append(m.size) if m.isfile() else None)
+        finally:
+            call(s.manager, s.runtime, _REMOVE, path=packed_info["tar"])
+        if os.path.lexists(d.path):
+            os.replace(d.path, old)
+        os.replace(tmp, d.path)
+        shutil.rmtree(old, ignore_errors=True)
+        prog.advance(0, len(members))
+        return len(members), sum(members), list(packed_info["skipped"]) + more
+    raise AiravataError(f"directories go between a pod and this machine only; copy {s.label} to a local "
+                        f"directory first, then on to {d.label}")
+
+
+_MANIFEST = """
+import hashlib, os
+result = {}
+for dirpath, dirnames, filenames in os.walk(args["path"]):
+    for n in filenames:
+        p = os.path.join(dirpath, n)
+        if os.path.isfile(p) and not os.path.islink(p):
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for b in iter(lambda: f.read(1 << 20), b""):
+                    h.update(b)
+            result[os.path.normpath(os.path.relpath(p, args["path"]))] = h.hexdigest()
+"""
+
+
+def manifest(manager: Any, runtime: str, path: str) -> dict[str, str]:
+    """{relative path: sha256} of every regular file of a tree in the pod, computed there."""
+    return call(manager, runtime, _MANIFEST, path=path)

@@ -35,8 +35,24 @@ def test_files_to_and_from_a_pod_through_its_kernel(nb, tmp_path):
     cell = nb.ok(f"%copy_data 'pod:inputs/in put.bin' local:{tmp_path / 'back.bin'} --verify")
     assert "sha256 verified" in cell.stdout
     assert (tmp_path / "back.bin").read_bytes() == data
-    cell = nb.run(f"%copy_data local:{tmp_path} pod:tree --recursive")
-    assert "directories cannot be copied to or from a Kubernetes runtime yet" in cell.text
+
+    tree = tmp_path / "tree"
+    (tree / "sub dir").mkdir(parents=True)
+    for i in range(30):
+        (tree / "sub dir" / f"f {i} $(x);'q'.txt").write_text(str(i) * 100)
+    os.symlink("sub dir", tree / "inside")
+    os.symlink("/etc", tree / "escape")
+    cell = nb.ok(f"%copy_data local:{tree} pod:work/tree --recursive --verify")
+    assert "copied 30 file(s)" in cell.stdout and "sha256 verified" in cell.stdout and "1 links out" in cell.stdout
+    listing = nb.ok("%%run_on pod\nimport os\nos.symlink('/etc', 'work/tree/pod-escape')\n"
+                    "print(sorted(os.listdir('work/tree')), len(os.listdir('work/tree/sub dir')))").stdout
+    assert listing == "['inside', 'pod-escape', 'sub dir'] 30\n"
+    cell = nb.ok(f"%copy_data pod:work/tree local:{tmp_path / 'back'} --recursive --verify")
+    assert "sha256 verified" in cell.stdout and "1 links out" in cell.stdout
+    assert sorted(os.listdir(tmp_path / "back")) == ["inside", "sub dir"]
+    assert (tmp_path / "back" / "sub dir" / "f 7 $(x);'q'.txt").read_text() == "7" * 100
+    assert "directories go between a pod and this machine only" in nb.run(
+        "%storage register --name objs --location memory://am-k8s\n%copy_data pod:work/tree objs:t --recursive").text
     assert "cannot reach storage" in nb.run(
         f"%storage register --name here --location {tmp_path}\n%storage mount here --runtime pod").text
 
