@@ -205,15 +205,20 @@ class SlurmEngine(Engine):
 
         if not tasks:
             return
-        outs = shlex.quote(self.outputs_dir(run))
+        # One tar of the task directories, written there and read over SFTP (prefetched): an
+        # exec channel's exit status can arrive before the last of a large stdout.
+        outs = self.outputs_dir(run)
+        archive = f"{run.remote_dir}/fetch-{secrets.token_hex(4)}.tar"
         names = " ".join(shlex.quote(task_dir_name(t)) for t in tasks)
-        buf = bytearray()
-        err = bytearray()
-        rc = self.backend.conn.stream(f"cd {outs} && tar -cf - --ignore-failed-read -- {names} 2>/dev/null; true",
-                                      buf.extend, err.extend)
-        if rc != 0 or not buf:
-            raise BackendError(f"{self.resource.name}: cannot read the outputs of run {run.run_id}: {bytes(err)[-300:].decode(errors='replace')}")
-        extract_tar(bytes(buf), Path(run.output))
+        rc, _, err = self.run(f"cd {shlex.quote(outs)} && umask 077 && tar -cf {shlex.quote(archive)} "
+                              f"--ignore-failed-read -- {names} 2>/dev/null; test -s {shlex.quote(archive)}", timeout=600)
+        try:
+            data = self.backend.conn.read_file(archive) if rc == 0 else None
+        finally:
+            self.run(f"rm -f -- {shlex.quote(archive)}")
+        if not data:
+            raise BackendError(f"{self.resource.name}: cannot read the outputs of run {run.run_id}: {err.strip()[-300:]}")
+        extract_tar(data, Path(run.output))
 
     def cancel(self, run: "FanoutRun") -> None:
         ids = [jid for s in run.submissions for jid in s.job_ids]
