@@ -4,10 +4,9 @@ pandas, h5py and torch; synthetic observations made with setigen; a private stat
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Iterator
+
 
 import pytest
 import yaml
@@ -39,6 +38,7 @@ def profile(slurm_testbed, task_python, tmp_path_factory) -> Path:
     """The test bed's profile with the task interpreter as ``python`` and prices for ``hpc``."""
     doc = yaml.safe_load(Path(slurm_testbed.profile).read_text())
     doc["resources"]["hpc"]["python"] = task_python
+    doc["resources"]["hpc"]["cost"] = {"cpu_hour": 0.05, "gpu_hour": 2.5}
     path = tmp_path_factory.mktemp("profile") / "cybershuttle.yml"
     path.write_text(yaml.safe_dump(doc))
     return path
