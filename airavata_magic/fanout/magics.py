@@ -16,6 +16,22 @@ from ..magics import user_errors as _user_errors
 _ACTIONS = {"gather": 1, "status": 1, "cancel": 1, "list": 0}
 
 
+def _args(magic: Any, line: str) -> Any:
+    """Parse, then drop one pair of surrounding quotes from each value: IPython's argument splitter
+    keeps them, and globs are written quoted (``--inputs 'data/*.h5'``) as in a shell."""
+    a = _parse(magic, line)
+    for key, value in vars(a).items():
+        if isinstance(value, str):
+            setattr(a, key, _unquote(value))
+        elif isinstance(value, list):
+            setattr(a, key, [_unquote(v) if isinstance(v, str) else v for v in value])
+    return a
+
+
+def _unquote(s: str) -> str:
+    return s[1:-1] if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"" else s
+
+
 @magics_class
 class FanoutMagics(Magics):
     """One algorithm over many inputs; one script over many world sizes."""
@@ -40,7 +56,7 @@ class FanoutMagics(Magics):
         from . import api
         from .live import NotebookTable
 
-        a = _parse(self.fanout, line)
+        a = _args(self.fanout, line)
         table = NotebookTable()
         if a.args and a.args[0] in _ACTIONS:
             action, rest = a.args[0], a.args[1:]
@@ -89,7 +105,7 @@ class FanoutMagics(Magics):
         from .plot import plot_scale
         from .scale import parse_world_sizes, scale_run
 
-        a = _parse(self.scale_run, line)
+        a = _args(self.scale_run, line)
         result = scale_run(a.script, world_sizes=parse_world_sizes(a.world_sizes), resource=a.resource,
                            runtime=a.runtime, gpus_per_rank=a.gpus_per_rank, threads_per_rank=a.threads_per_rank,
                            timeout=a.timeout, file=a.file, progress=lambda msg: print(msg, flush=True))
