@@ -64,16 +64,18 @@ def read_task(directory: Path) -> tuple[Any, Any, Any]:
     import numpy as np
     import pandas as pd
 
-    missing = [f for f in RESULT_FILES if not (directory / f).is_file()]
-    if missing:
-        raise ValueError(f"missing {', '.join(missing)}")
     try:
         arr = np.load(directory / "filtered.npy", allow_pickle=False)
+    except FileNotFoundError:
+        missing = [f for f in RESULT_FILES if not (directory / f).is_file()]
+        raise ValueError(f"missing {', '.join(missing)}") from None
     except (ValueError, OSError, EOFError) as e:
         raise ValueError(f"filtered.npy is not a NumPy array file ({e})") from None
     # The pickles come from the user's own algorithm on the user's own allocation.
     try:
         hits = pd.read_pickle(directory / "info_df.pkl")
+    except FileNotFoundError:
+        raise ValueError("missing info_df.pkl") from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure means 'malformed'
         raise ValueError(f"info_df.pkl cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(hits, pd.DataFrame):
@@ -81,6 +83,8 @@ def read_task(directory: Path) -> tuple[Any, Any, Any]:
     try:
         with open(directory / "header.pkl", "rb") as f:
             header = pickle.load(f)
+    except FileNotFoundError:
+        raise ValueError("missing header.pkl") from None
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"header.pkl cannot be read ({type(e).__name__}: {e})") from None
     return arr, hits, header
@@ -106,34 +110,43 @@ def gather_run(run: FanoutRun, failed_detail: dict[int, str] | None = None, pend
     failed_detail = failed_detail or {}
     pending_set = set(pending or [])
     frames, arrays, headers, failed = [], {}, {}, []
+    owners: list[tuple[str, int, int]] = []  # (input, task, hits) of each frame, in order
     for task, name in enumerate(run.names):
         if task in pending_set:
             continue
         d = Path(run.output) / task_dir_name(task)
-        exit_file = d / "exit"
         reason = ""
         if task in failed_detail:
             reason = failed_detail[task]
-        elif not exit_file.is_file():
-            reason = "no exit code: the task did not finish (or its outputs were not brought back)"
         else:
-            code = exit_file.read_text().strip()
-            if code != "0":
-                reason = f"exit code {code}"
+            try:
+                code = (d / "exit").read_text().strip()
+            except OSError:
+                reason = "no exit code: the task did not finish (or its outputs were not brought back)"
+            else:
+                if code != "0":
+                    reason = f"exit code {code}"
         if not reason:
             try:
                 arr, hits, header = read_task(d)
             except ValueError as e:
                 reason = f"malformed results: {e}"
             else:
-                hits = hits.copy()
-                hits.insert(0, "task", task)
-                hits.insert(0, "input", name)
                 frames.append(hits)
+                owners.append((name, task, len(hits)))
                 arrays[name], headers[name] = arr, header
                 continue
         failed.append({"task": task, "input": name, "reason": reason, "stderr_tail": _tail(d / "stderr.log")})
-    hits_df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["input", "task"])
+    if frames:
+        # one concat, then the two columns at once (inserting into each small frame costs more)
+        import numpy as np
+
+        hits_df = pd.concat(frames, ignore_index=True)
+        lengths = [n for _, _, n in owners]
+        hits_df.insert(0, "task", np.repeat([t for _, t, _ in owners], lengths))
+        hits_df.insert(0, "input", np.repeat(np.array([i for i, _, _ in owners], dtype=object), lengths))
+    else:
+        hits_df = pd.DataFrame(columns=["input", "task"])
     return FanoutResult(run_id=run.run_id, hits=hits_df, arrays=arrays, headers=headers,
                         failed=pd.DataFrame(failed, columns=FAILED_COLUMNS), output=run.output,
                         pending=[run.names[t] for t in sorted(pending_set)])
