@@ -110,11 +110,21 @@ class FanoutMagics(Magics):
                            runtime=a.runtime, gpus_per_rank=a.gpus_per_rank, threads_per_rank=a.threads_per_rank,
                            timeout=a.timeout, file=a.file, progress=lambda msg: print(msg, flush=True))
         fig = plot_scale(result.table)
-        display(fig)
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        display(_png(fig))
         return result.table
+
+
+def _png(fig: Any) -> Any:
+    """A figure as a PNG image, whatever matplotlib backend is active (some libraries switch to Agg)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return Image(data=buf.getvalue(), format="png")
 
 
 def _interruptible(run_id: str | None, call: Any, table: Any = None) -> Any:

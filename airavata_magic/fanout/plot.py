@@ -15,18 +15,23 @@ def plot_hits(hits: Any, *, x: str = "time_s", y: str = "frequency_mhz", max_pan
     cols = min(4, len(inputs))
     rows = (len(inputs) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharex=True)
+    mhz = y.endswith("_mhz")
     for ax, name in zip(axes.flat, inputs):
         part = hits[hits["input"] == name]
-        sc = ax.scatter(part[x], part[y], c=part["snr"] if "snr" in part else None, s=12, cmap="viridis")
-        ax.set_title(str(name).rsplit("/", 1)[-1], fontsize=9)
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        base = float(part[y].min()) if len(part) else 0.0
+        # narrowband drifts are Hz wide at GHz: plot Hz above the panel's lowest hit, named in the title
+        values = (part[y] - base) * 1e6 if mhz else part[y]
+        sc = ax.scatter(part[x], values, c=part["snr"] if "snr" in part else None, s=12, cmap="viridis")
+        title = str(name).rsplit("/", 1)[-1] + (f"\n+ {base:.6f} MHz" if mhz and len(part) else "")
+        ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(inputs):]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel(x)
     for ax in axes[:, 0]:
-        ax.set_ylabel(y)
+        ax.set_ylabel(y.replace("_mhz", " (Hz above)") if mhz else y)
+    fig.tight_layout()
     if "snr" in hits and len(hits):
         fig.colorbar(sc, ax=axes, shrink=0.6, label="snr")
     return fig
