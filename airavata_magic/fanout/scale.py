@@ -153,8 +153,12 @@ def scale_run(script: str, *, world_sizes: list[int] | str, resource: str | None
         from .scale_slurm import run_slurm
 
         run_slurm(res, spec, Path(script).expanduser(), sizes, gpus, threads, out, run_id, timeout, overcommit, say)
+    elif res.kind == "kubernetes":
+        from .scale_k8s import run_k8s
+
+        run_k8s(res, spec, Path(script).expanduser(), sizes, gpus, threads, out, run_id, timeout, say)
     else:
-        raise InvalidArgument(f"scale runs go to slurm or local resources; {res.name} is {res.kind}")
+        raise InvalidArgument(f"scale runs go to slurm, kubernetes or local resources; {res.name} is {res.kind}")
     ranks = read_rank_results(out, sizes)
     prices = (res.settings or {}).get("cost")
     table = reduce_results(ranks, prices=prices, cpus_per_rank=threads, gpus_per_rank=gpus)

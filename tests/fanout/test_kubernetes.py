@@ -79,3 +79,49 @@ def test_indexed_job_fans_out_gathers_and_retries_the_failed_index(sim, k8s_prof
 def test_outputs_marker_parsing():
     assert outputs_from_log("noise\n@@airavata-outputs-begin\naGVsbG8=\n@@airavata-outputs-end\n") == b"hello"
     assert outputs_from_log("killed before the end\n@@airavata-outputs-begin\naGVs") is None
+
+
+@pytest.fixture
+def shared_net_sim(tmp_path):
+    """A simulator whose pods share the host's loopback: the simulated cluster network the ranks
+    of a scale run talk over (headless-Service names resolve to it)."""
+    s = Simulator(tmp_path / "simnet", {IMAGE: str(Path(sys.executable).parent)}, netns=False).start()
+    yield s
+    s.stop()
+
+
+def _profile_for(sim, tmp_path) -> Path:
+    p = tmp_path / "k8s.yml"
+    p.write_text(yaml.safe_dump({"resources": {"lab": {
+        "kind": "kubernetes", "kubeconfig": str(sim.kubeconfig), "context": "sim", "image": IMAGE, "python": "python",
+        "cost": {"cpu_hour": 0.1}}}}))
+    return p
+
+
+@pytest.mark.parametrize("version", ["1.33.0", "1.37.0"])
+def test_scale_service_and_job_are_valid_manifests(version):
+    from airavata_magic.fanout.scale_k8s import render_scale
+
+    svc, job = render_scale(name="sc-20261130-091502-3fa2-w4", run_id="sc-20261130-091502-3fa2", namespace="research",
+                            world=4, image="python:3.12", python="python", port=29500, threads=2, gpus=1)
+    kubernetes_validate.validate(svc, version, strict=True)
+    kubernetes_validate.validate(job, version, strict=True)
+    assert svc["spec"]["clusterIP"] == "None" and job["spec"]["template"]["spec"]["subdomain"] == svc["metadata"]["name"]
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 4
+
+
+def test_scale_run_on_indexed_jobs_and_a_failing_rank(shared_net_sim, tmp_path):
+    from airavata_magic.errors import RuntimeFailed
+    from airavata_magic.fanout.scale import scale_run
+
+    from .test_scale import N, SCRIPT, _failing_copy
+
+    prof = _profile_for(shared_net_sim, tmp_path)
+    res = scale_run(str(SCRIPT), world_sizes="1,2", resource="lab", file=str(prof), output=str(tmp_path / "s"), timeout=240)
+    assert list(res.table["world_size"]) == [1, 2] and (res.table["samples"] == N).all()
+    assert set(res.ranks["total_samples_seen_by_all_reduce"]) == {N}  # rank 0 and 1 met through the Service name
+    assert (res.table["cost"] > 0).all()
+    assert not shared_net_sim.objects["jobs"] and not shared_net_sim.objects["services"]  # cleaned up
+    with pytest.raises(RuntimeFailed, match="world size 2: rank 1 exited 1"):
+        scale_run(str(_failing_copy(tmp_path, 1)), world_sizes="2", resource="lab", file=str(prof),
+                  output=str(tmp_path / "f"), timeout=240)

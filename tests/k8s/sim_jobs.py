@@ -1,6 +1,7 @@
-"""batch/v1 Jobs for the Kubernetes API **simulator** (``simulator.py``; still not a cluster).
+"""batch/v1 Jobs and headless Services for the Kubernetes API **simulator** (``simulator.py``;
+still not a cluster).
 
-Serves create, get, list (label selector) and delete of Jobs, and runs a small Job controller per
+Serves create, get, list (label selector) and delete of Jobs and Services, and runs a small Job controller per
 Job, as kube-controller-manager does, with the behaviour fan-out relies on:
 
 - ``completionMode: Indexed``: ``completions`` indexes, at most ``parallelism`` pods at once; each
@@ -12,7 +13,11 @@ Job, as kube-controller-manager does, with the behaviour fan-out relies on:
   limit, ``backoffLimit`` (default 6) counts failures over the whole Job;
 - ``status``: ``active``, ``succeeded``, ``failed``, ``completedIndexes``, ``failedIndexes``,
   conditions ``Complete`` or ``Failed`` (reason ``FailedIndexes`` / ``BackoffLimitExceeded``);
-- deleting a Job (any propagation policy) deletes its pods.
+- deleting a Job (any propagation policy) deletes its pods;
+- Indexed pods get ``hostname: <job>-<index>``; with ``subdomain`` naming a headless Service, the
+  name ``<job>-<index>.<service>`` is that pod's. The simulator has no DNS: where pods share the
+  host's loopback (``netns=False``, the simulated cluster network), such a name in a container's
+  environment is replaced by ``127.0.0.1`` when the pod is created, as a resolver would.
 
 NonIndexed Jobs run ``completions`` interchangeable pods the same way. Pods are created through
 the simulator's own pod path, so its scheduler and kubelet run them (``restartPolicy: Never``
@@ -40,6 +45,11 @@ def register_jobs(sim: Any, router: web.UrlDispatcher) -> None:
     router.add_get(BASE, ctl.list)
     router.add_get(BASE + "/{name}", ctl.get)
     router.add_delete(BASE + "/{name}", ctl.delete)
+    sim.objects.setdefault("services", {})
+    svc = "/api/v1/namespaces/{ns}/services"
+    router.add_post(svc, ctl.create_service)
+    router.add_get(svc + "/{name}", ctl.get_service)
+    router.add_delete(svc + "/{name}", ctl.delete_service)
 
 
 def _ranges(indexes: set[int]) -> str:
@@ -116,6 +126,49 @@ class _Jobs:
         return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Success",
                                   "details": {"name": key[1], "group": "batch", "kind": "jobs", "uid": job["metadata"]["uid"]}})
 
+    # -- Services (headless: no cluster IP, no proxying; only names) --------------------------------
+    async def create_service(self, request: web.Request) -> web.Response:
+        from .simulator import _invalid_name, _now, _status
+
+        ns = request.match_info["ns"]
+        svc = await request.json()
+        meta = svc.setdefault("metadata", {})
+        name = meta.get("name", "")
+        if invalid := _invalid_name("Service", name):
+            return invalid
+        if (ns, name) in self.sim.objects["services"]:
+            return _status(409, "AlreadyExists", f'services "{name}" already exists', {"name": name, "kind": "services"})
+        meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=_now())
+        svc.setdefault("status", {"loadBalancer": {}})
+        self.sim.objects["services"][(ns, name)] = svc
+        return web.json_response(svc, status=201)
+
+    async def get_service(self, request: web.Request) -> web.Response:
+        from .simulator import _status
+
+        key = (request.match_info["ns"], request.match_info["name"])
+        svc = self.sim.objects["services"].get(key)
+        if svc is None:
+            return _status(404, "NotFound", f'services "{key[1]}" not found', {"name": key[1], "kind": "services"})
+        return web.json_response(svc)
+
+    async def delete_service(self, request: web.Request) -> web.Response:
+        from .simulator import _status
+
+        key = (request.match_info["ns"], request.match_info["name"])
+        svc = self.sim.objects["services"].pop(key, None)
+        if svc is None:
+            return _status(404, "NotFound", f'services "{key[1]}" not found', {"name": key[1], "kind": "services"})
+        return web.json_response(svc)
+
+    def _resolve(self, ns: str, value: str) -> str:
+        """``<job>-<i>.<headless service>`` -> 127.0.0.1 on the shared loopback (see module docstring)."""
+        host, dot, svc = value.partition(".")
+        if not dot or self.sim.netns or (ns, svc.split(".")[0]) not in self.sim.objects["services"]:
+            return value
+        spec = self.sim.objects["services"][(ns, svc.split(".")[0])].get("spec") or {}
+        return "127.0.0.1" if spec.get("clusterIP") == "None" and host.rsplit("-", 1)[-1].isdigit() else value
+
     async def _delete_pods(self, job: dict[str, Any]) -> None:
         uid = job["metadata"]["uid"]
         for key, pod in list(self.sim.objects["pods"].items()):
@@ -136,8 +189,10 @@ class _Jobs:
         annotations = dict(meta.get("annotations") or {})
         if index is not None:
             labels[INDEX] = annotations[INDEX] = str(index)
+            pod["spec"]["hostname"] = f"{name}-{index}"
             for c in pod["spec"]["containers"]:
-                c["env"] = [*(c.get("env") or []), {"name": "JOB_COMPLETION_INDEX", "value": str(index)}]
+                env = [dict(e, value=self._resolve(ns, str(e["value"]))) if "value" in e else e for e in c.get("env") or []]
+                c["env"] = [*env, {"name": "JOB_COMPLETION_INDEX", "value": str(index)}]
         meta.update(name=pname, namespace=ns, labels=labels, annotations=annotations, uid=str(uuid.uuid4()),
                     creationTimestamp=_now(),
                     ownerReferences=[{"apiVersion": "batch/v1", "kind": "Job", "name": name,
