@@ -82,6 +82,7 @@ def write_results(*, samples: int, batch_times: list[float], batch_size: int, de
         "device": device, "samples": int(samples), "wall_time_s": wall,
         "throughput": samples / wall if wall > 0 else 0.0, "samples_per_second": samples / wall if wall > 0 else 0.0,
         "threads": int(os.environ.get("AIRAVATA_THREADS_PER_RANK", os.environ.get("OMP_NUM_THREADS", "1"))),
+        "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "cpu_info": {"model": _cpu_model(), "count": os.cpu_count(), "host": platform.node()},
         "memory_info": {"peak_rss_mb": peak_mb, "total_mb": _mem_total_mb()},
         **(extra or {}),

@@ -138,11 +138,13 @@ def _wait(engine: Any, rd: str, jobs: dict[int, str], timeout: float, say: Calla
     b = "@@" + secrets.token_hex(6)
     try:
         while True:
-            _, o, _ = engine.run(f"squeue -h -j {ids} -o '%i|%T' 2>/dev/null; echo {b}; true")
+            _, o, _ = engine.run(f"squeue -h -j {ids} -o '%i|%T|%r' 2>/dev/null; echo {b}; true")
             live = {}
             for line in parse_sections(o, b).get("", "").splitlines():
-                jid, _, st = line.partition("|")
-                live[jid.strip()] = st.strip()
+                jid, _, rest = line.partition("|")
+                st, _, why = rest.partition("|")
+                # the scheduler's reason while pending (Resources, ReqNodeNotAvail...) is what a user needs
+                live[jid.strip()] = st.strip() + (f" ({why.strip()})" if st.strip() == "PENDING" and why.strip() not in ("", "None") else "")
             states = {w: live.get(j, "ENDED") for w, j in jobs.items()}
             if states != last:
                 say("  ".join(f"world size {w}: {s.lower()}" for w, s in states.items()))

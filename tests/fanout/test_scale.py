@@ -72,3 +72,15 @@ def test_local_ranks_and_a_local_failure(tmp_path):
     with pytest.raises(RuntimeFailed, match="rank 0 exited 1"):
         scale_run(str(_failing_copy(tmp_path, 0)), world_sizes=[2], resource="local", output=str(tmp_path / "b"),
                   timeout=200)
+
+
+@pytest.mark.slurm
+def test_gpus_per_rank_gives_each_rank_its_own_gpu_and_gpu_cost(profile, tmp_path):
+    res = scale_run(str(SCRIPT), world_sizes="2", runtime="hpc_gpu", gpus_per_rank=1, file=str(profile),
+                    overcommit=True, output=str(tmp_path / "g"), timeout=400)
+    seen = sorted(res.ranks["visible_gpus"])
+    assert len(seen) == 2 and all(seen) and seen[0] != seen[1]  # --gpus-per-task: one device each
+    t = res.table
+    assert t.loc[0, "cost"] == pytest.approx(t.loc[0, "wall_time_s"] / 3600 * 2 * (0.05 + 2.5))
+    with pytest.raises(InvalidArgument, match="GPU"):
+        scale_run(str(SCRIPT), world_sizes="2", runtime="hpc_gpu", gpus_per_rank=3, file=str(profile), overcommit=True)
