@@ -10,8 +10,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..magics import parse as _parse
-from ..magics import user_errors as _user_errors
+from ..usage import parse as _parse
+from ..usage import user_errors as _user_errors
 
 _ACTIONS = {"gather": 1, "status": 1, "cancel": 1, "list": 0}
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends.remote_kernel import parse_sections, sbatch_options, sbatch_quote, slurm_filename
+from ..backends.scripts import parse_sections, sbatch_options, sbatch_quote, slurm_filename
 from ..errors import BackendError, InvalidArgument, RuntimeFailed
 from .engine import extract_tar
 

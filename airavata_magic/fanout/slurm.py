@@ -16,7 +16,7 @@ import secrets
 import shlex
 from typing import TYPE_CHECKING
 
-from ..backends.remote_kernel import parse_sections, sbatch_options, sbatch_quote, slurm_filename
+from ..backends.scripts import parse_sections, sbatch_options, sbatch_quote, slurm_filename
 from ..errors import BackendError, InvalidArgument
 from .engine import DONE, FAILED, PENDING, RUNNING, STDERR_TAIL, Engine, TaskStatus, extract_tar, state_from_exit, tar_bytes
 from .record import Submission, list_file_text, task_dir_name
