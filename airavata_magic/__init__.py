@@ -34,6 +34,7 @@ def load_ipython_extension(ip: Any) -> None:
         return
     from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
     from .routing import CellRouting, make_router
+    from .fanout import magics as fanout_magics
     from .sessions import magics as session_magics
 
     manager = get_manager()
@@ -43,7 +44,7 @@ def load_ipython_extension(ip: Any) -> None:
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
-    importlib.import_module("airavata_magic.fanout.magics").load(ip, manager)
+    fanout_magics.load(ip, manager)
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
