@@ -61,10 +61,13 @@ def _cmd_fanout(args: argparse.Namespace) -> int:
 def _cmd_scale(args: argparse.Namespace) -> int:
     from .scale import parse_world_sizes, scale_run
 
-    result = scale_run(args.script, world_sizes=parse_world_sizes(args.world_sizes), resource=args.resource,
-                       runtime=args.runtime, gpus_per_rank=args.gpus_per_rank,
-                       threads_per_rank=args.threads_per_rank, timeout=args.timeout, file=args.file,
-                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    from ..progress import Progress
+
+    sizes = parse_world_sizes(args.world_sizes)
+    with Progress(f"scale run over world sizes {','.join(map(str, sizes))}", notebook=False) as bar:
+        result = scale_run(args.script, world_sizes=sizes, resource=args.resource, runtime=args.runtime,
+                           gpus_per_rank=args.gpus_per_rank, threads_per_rank=args.threads_per_rank,
+                           timeout=args.timeout, file=args.file, progress=lambda msg: bar.set(0, note=msg))
     if args.csv:
         result.table.to_csv(args.csv, index=False)
     print(result.table.to_string(index=False))

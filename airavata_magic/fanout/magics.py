@@ -105,10 +105,14 @@ class FanoutMagics(Magics):
         from .plot import plot_scale
         from .scale import parse_world_sizes, scale_run
 
+        from ..progress import Progress
+
         a = _args(self.scale_run, line)
-        result = scale_run(a.script, world_sizes=parse_world_sizes(a.world_sizes), resource=a.resource,
-                           runtime=a.runtime, gpus_per_rank=a.gpus_per_rank, threads_per_rank=a.threads_per_rank,
-                           timeout=a.timeout, file=a.file, progress=lambda msg: print(msg, flush=True))
+        sizes = parse_world_sizes(a.world_sizes)
+        with Progress(f"scale run over world sizes {','.join(map(str, sizes))}") as bar:
+            result = scale_run(a.script, world_sizes=sizes, resource=a.resource, runtime=a.runtime,
+                               gpus_per_rank=a.gpus_per_rank, threads_per_rank=a.threads_per_rank,
+                               timeout=a.timeout, file=a.file, progress=lambda msg: bar.set(0, note=msg))
         fig = plot_scale(result.table)
         display(_png(fig))
         return result.table
