@@ -87,10 +87,11 @@ def _output_dir(output: str | None, run_id: str) -> Path:
 
 
 # -- the API -------------------------------------------------------------------------------------
-def run(algorithm: str, inputs: str, *, resource: str | None = None, runtime: str | None = None,
+def run(algorithm: str, inputs: str | list[str], *, resource: str | None = None, runtime: str | None = None,
         parallel: int = 4, output: str | None = None, wait: bool = True, timeout: float | None = None,
         file: str | None = None, progress: Progress | None = None) -> FanoutResult:
-    """Run ``python ALGORITHM INPUT OUTDIR`` for every file matching ``inputs``, at most
+    """Run ``python ALGORITHM INPUT OUTDIR`` for every file matching ``inputs`` (a glob, or a list
+    of globs and paths, as submitit's ``map_array`` takes a list), at most
     ``parallel`` at once, as ONE Slurm array / Kubernetes Indexed Job / local process pool.
 
     ``inputs`` is a glob: a local path, ``RESOURCE:/path/*.h5`` on the resource itself, or
@@ -101,7 +102,7 @@ def run(algorithm: str, inputs: str, *, resource: str | None = None, runtime: st
     input pending. Bad arguments raise ``InvalidArgument`` before anything is submitted."""
     if not algorithm or not str(algorithm).strip():
         raise InvalidArgument("give the algorithm script, e.g. detect.py")
-    if not inputs or not str(inputs).strip():
+    if not inputs or (isinstance(inputs, str) and not inputs.strip()):
         raise InvalidArgument("give --inputs, a glob such as 'data/*.h5'")
     parallel = positive_int(parallel, "--parallel")
     res, spec = where(resource, runtime, file)
@@ -110,26 +111,34 @@ def run(algorithm: str, inputs: str, *, resource: str | None = None, runtime: st
     engine = engine_for(res)
     try:
         alg_res, alg_path = _split_location(str(algorithm), prof, res.name)
-        in_res, pattern = _split_location(str(inputs), prof, res.name)
-        for what, r in (("algorithm", alg_res), ("inputs", in_res)):
-            if r is not None and r != res.name:
-                raise InvalidArgument(f"the {what} are on {r}, but the fan-out runs on {res.name}")
+        if alg_res is not None and alg_res != res.name:
+            raise InvalidArgument(f"the algorithm is on {alg_res}, but the fan-out runs on {res.name}")
         remote_dir = engine.run_dir(run_id) if engine.needs_staging else ""
-        # inputs
-        if in_res is None:
-            local = sorted(str(Path(p).resolve()) for p in _glob(pattern))
-            if not local:
-                raise InvalidArgument(f"--inputs {inputs!r} matches no file here")
-            names = local
-            if engine.needs_staging:
-                seen = [f"{remote_dir}/inputs/{i:05d}-{Path(p).name}" for i, p in enumerate(local)]
+        # inputs: each glob (or path) in order; local ones staged when the resource cannot see them
+        names: list[str] = []
+        seen: list[str] = []
+        staged: list[tuple[str, str]] = []  # (resource path, local path)
+        for pat in ([inputs] if isinstance(inputs, str) else list(inputs)):
+            in_res, pattern = _split_location(str(pat), prof, res.name)
+            if in_res is not None and in_res != res.name:
+                raise InvalidArgument(f"the inputs {pat!r} are on {in_res}, but the fan-out runs on {res.name}")
+            if in_res is None:
+                found = sorted(str(Path(p).resolve()) for p in _glob(pattern))
+                if not found:
+                    raise InvalidArgument(f"--inputs {pat!r} matches no file here")
+                for p in found:
+                    names.append(p)
+                    if engine.needs_staging:
+                        seen.append(f"{remote_dir}/inputs/{len(seen):05d}-{Path(p).name}")
+                        staged.append((seen[-1], p))
+                    else:
+                        seen.append(p)
             else:
-                seen = local
-        else:
-            seen = engine.glob(pattern)
-            if not seen:
-                raise InvalidArgument(f"--inputs {inputs!r} matches no file on {res.name}")
-            names = [f"{res.name}:{p}" for p in seen]
+                found = engine.glob(pattern)
+                if not found:
+                    raise InvalidArgument(f"--inputs {pat!r} matches no file on {res.name}")
+                seen += found
+                names += [f"{res.name}:{p}" for p in found]
         # the algorithm
         if alg_res is None:
             alg_local = Path(alg_path).expanduser()
@@ -146,10 +155,8 @@ def run(algorithm: str, inputs: str, *, resource: str | None = None, runtime: st
                             names=names, resource=res.name, kind=res.kind, parallel=parallel, output=str(out),
                             remote_dir=remote_dir, profile=prof.path, spec=spec)
         if engine.needs_staging:
-            files = {}
-            if in_res is None:
-                files.update({s[len(remote_dir) + 1:]: n for s, n in zip(seen, names)})
-                run_rec.staged = dict(zip(seen, names))
+            files = {r[len(remote_dir) + 1:]: local for r, local in staged}
+            run_rec.staged = dict(staged)
             if alg_res is None:
                 files[alg_seen[len(remote_dir) + 1:]] = str(alg_local)
             if files:

@@ -62,3 +62,24 @@ def test_retry_with_nothing_failed_is_refused(files, tmp_path):
     assert res.ok
     with pytest.raises(InvalidArgument, match="no failed task"):
         api.retry(res.run_id)
+
+
+def test_inputs_through_a_storage_name_of_the_profile(files, tmp_path):
+    d, alg = files
+    (d / "c.txt").write_text("fine")
+    prof = tmp_path / "cybershuttle.yml"
+    prof.write_text(f"storage:\n  lab_storage: {{location: {d}}}\n")
+    res = api.run(str(alg), "lab_storage:*.txt", resource="local", parallel=2, output=str(tmp_path / "o"),
+                  file=str(prof), timeout=120)
+    assert sorted(res.arrays) == sorted(str(p) for p in d.glob("*.txt"))
+    with pytest.raises(InvalidArgument, match="matches no file"):
+        api.run(str(alg), "lab_storage:*.csv", resource="local", file=str(prof))
+
+
+def test_a_list_of_inputs_runs_in_the_given_order(files, tmp_path):
+    d, alg = files
+    (d / "c.txt").write_text("fine")
+    res = api.run(str(alg), [str(d / "c.txt"), str(d / "a.txt")], resource="local", output=str(tmp_path / "o"),
+                  timeout=120)
+    assert list(dict.fromkeys(res.hits["input"])) == [str(d / "c.txt"), str(d / "a.txt")]
+    assert list(res.hits["task"]) == [0, 1]
