@@ -150,7 +150,8 @@ def run(algorithm: str, inputs: str | list[str], *, resource: str | None = None,
                 raise InvalidArgument(f"algorithm {alg_path!r} does not exist on {res.name}")
             alg_seen = alg_path
         out = _output_dir(output, run_id)
-        engine.check_python()
+        if len(staged) == len(seen):  # a remote glob already ran the task interpreter there
+            engine.check_python()
         run_rec = FanoutRun(run_id=run_id, algorithm=alg_seen, algorithm_source=str(algorithm), inputs=seen,
                             names=names, resource=res.name, kind=res.kind, parallel=parallel, output=str(out),
                             remote_dir=remote_dir, profile=prof.path, spec=spec)
