@@ -168,7 +168,7 @@ class SlurmEngine(Engine):
         live = [jid for s in run.submissions for jid, chunk in s.chunks() if any(latest.get(t) is s for t in chunk)]
         b = "@@" + secrets.token_hex(6)
         outs = shlex.quote(self.outputs_dir(run))
-        cmd = (f"squeue -h -r -j {shlex.quote(','.join(live) or '0')} -o '%i|%T' 2>/dev/null; "
+        cmd = (f"squeue -h -r -j {shlex.quote(','.join(live) or '0')} -o '%i|%T' 2>/dev/null; echo {b} squeue $?; "
                f"cd {outs} 2>/dev/null && for f in */exit; do [ -f \"$f\" ] || continue; d=${{f%/exit}}; "
                f"echo {b} exit $d $(head -c 40 \"$f\"); "
                f"if [ \"$(head -c 40 \"$f\")\" != 0 ]; then tail -c {STDERR_TAIL} \"$d/stderr.log\" 2>/dev/null; fi; done; true")
@@ -180,6 +180,8 @@ class SlurmEngine(Engine):
             jid, _, idx = jid_idx.partition("_")
             if jid in jobs and idx.isdigit() and int(idx) < len(jobs[jid]):
                 queue[jobs[jid][int(idx)]] = state.strip()
+        # squeue failing (a busy controller) says nothing about the tasks: they are not failed
+        squeue_ok = any(k.split()[:2] == ["squeue", "0"] for k in sections)
         finished: dict[int, TaskStatus] = {}
         for key, body in sections.items():
             f = key.split()
@@ -189,12 +191,12 @@ class SlurmEngine(Engine):
                     finished[int(f[1])] = st
         result = {}
         for task in latest:
-            if task in finished and task not in queue:
-                result[task] = finished[task]
-            elif task in queue:
+            if task in queue:  # still known to the scheduler (perhaps COMPLETING after its exit file)
                 result[task] = TaskStatus(task, RUNNING if queue[task] in _RUNNING else PENDING, None, queue[task].lower())
             elif task in finished:
                 result[task] = finished[task]
+            elif not squeue_ok:
+                result[task] = TaskStatus(task, PENDING, None, "squeue did not answer; asking again")
             else:
                 result[task] = TaskStatus(task, FAILED, None, "the array task ended without an exit code "
                                           "(cancelled, walltime, node failure); see its log under logs/")
