@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from airavata_magic.fanout import api  # noqa: E402
-from airavata_magic.fanout.gather import gather_run  # noqa: E402
+from airavata_magic.fanout.results import gather_run  # noqa: E402
 from airavata_magic.fanout.record import FanoutRun  # noqa: E402
 from airavata_magic.fanout.slurm import SlurmEngine  # noqa: E402
 from airavata_magic.profile import load_profile  # noqa: E402

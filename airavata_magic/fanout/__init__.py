@@ -23,7 +23,7 @@ from typing import Any
 
 _API = {
     "run": "api", "gather": "api", "retry": "api", "status": "api", "cancel": "api",
-    "runs": "api", "FanoutResult": "gather", "plot_hits": "plot",
+    "runs": "api", "FanoutResult": "results", "plot_hits": "plot",
     "scale_run": "scale", "ScaleResult": "scale", "reduce_results": "scale", "plot_scale": "plot",
 }
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 from .. import profile as profiles
 from ..errors import AiravataError, InvalidArgument
 from .engine import DONE, FAILED, PENDING, RUNNING, Engine, TaskStatus
-from .gather import FanoutResult, gather_run
+from .results import FanoutResult, gather_run
 from .record import FanoutRun, RunStore, new_run_id
 
 Progress = Callable[[FanoutRun, dict[int, TaskStatus]], None]

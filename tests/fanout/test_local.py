@@ -83,3 +83,18 @@ def test_a_list_of_inputs_runs_in_the_given_order(files, tmp_path):
                   timeout=120)
     assert list(dict.fromkeys(res.hits["input"])) == [str(d / "c.txt"), str(d / "a.txt")]
     assert list(res.hits["task"]) == [0, 1]
+
+
+def test_api_names_stay_functions_after_every_submodule_is_imported():
+    """A submodule import sets a package attribute: no API name may equal a submodule's name."""
+    import importlib
+    import pkgutil
+
+    import airavata_magic as am
+    import airavata_magic.fanout as fo
+
+    for info in pkgutil.iter_modules(fo.__path__):
+        importlib.import_module(f"airavata_magic.fanout.{info.name}")
+    for name in fo.__all__:
+        assert not isinstance(getattr(fo, name), type(fo)), f"am.fanout.{name} is a module"
+    assert am.fanout.gather is fo.api.gather and am.fanout.scale_run is fo.scale.scale_run
