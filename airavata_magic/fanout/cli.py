@@ -97,7 +97,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--file", help="profile file")
     p.set_defaults(func=_cmd_fanout)
 
-    s = subparsers.add_parser("scale", help="a torch.distributed script over several world sizes")
+    scale = subparsers.add_parser("scale", help="a torch.distributed script over several world sizes")
+    verbs = scale.add_subparsers(dest="scale_command", metavar="SUBCOMMAND")
+    verbs.required = True
+    s = verbs.add_parser("run", help="one run per world size; the table (and --plot) of time, throughput and cost")
     s.add_argument("script")
     s.add_argument("--world-sizes", default="1,2,4")
     s.add_argument("--runtime")

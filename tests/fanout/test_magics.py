@@ -107,7 +107,7 @@ def test_cli_fanout_and_its_errors(two_inputs, tmp_path):
 def test_cli_scale_writes_the_table_and_the_plot(tmp_path):
     env = dict(os.environ)
     env.pop("AIRAVATA_MAGIC_PROFILE", None)
-    r = subprocess.run([sys.executable, "-m", "airavata_magic.cli", "scale", str(EXAMPLES / "scale_infer.py"),
+    r = subprocess.run([sys.executable, "-m", "airavata_magic.cli", "scale", "run", str(EXAMPLES / "scale_infer.py"),
                         "--world-sizes", "1,2", "--resource", "local", "--csv", str(tmp_path / "t.csv"),
                         "--plot", str(tmp_path / "t.png")], capture_output=True, text=True, env=env, timeout=300,
                        cwd=tmp_path)
@@ -117,7 +117,7 @@ def test_cli_scale_writes_the_table_and_the_plot(tmp_path):
     t = pd.read_csv(tmp_path / "t.csv")
     assert list(t["world_size"]) == [1, 2] and list(t["samples"]) == [1024, 1024]
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
-    bad = subprocess.run([sys.executable, "-m", "airavata_magic.cli", "scale", str(EXAMPLES / "scale_infer.py"),
+    bad = subprocess.run([sys.executable, "-m", "airavata_magic.cli", "scale", "run", str(EXAMPLES / "scale_infer.py"),
                           "--world-sizes", "0", "--resource", "local"], capture_output=True, text=True, env=env,
                          timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: each world size must be at least 1, got 0"]
