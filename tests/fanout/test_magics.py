@@ -121,3 +121,30 @@ def test_cli_scale_writes_the_table_and_the_plot(tmp_path):
                           "--world-sizes", "0", "--resource", "local"], capture_output=True, text=True, env=env,
                          timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["error: each world size must be at least 1, got 0"]
+
+
+SLOW_ALG = """import sys, time, pickle, pathlib
+time.sleep(10)
+import numpy as np, pandas as pd
+out = pathlib.Path(sys.argv[2])
+np.save(out / "filtered.npy", np.zeros(2))
+pd.DataFrame({"x": [1]}).to_pickle(out / "info_df.pkl")
+pickle.dump({}, open(out / "header.pkl", "wb"))
+"""
+
+
+@pytest.mark.slurm
+def test_interrupting_the_wait_leaves_the_array_running_and_gather_finds_it(notebook_factory, profile, two_inputs,
+                                                                             tmp_path, slurm_testbed):
+    alg = tmp_path / "slow.py"
+    alg.write_text(SLOW_ALG)
+    nb = notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(profile)})
+    cell = nb.run(f"r = %fanout {alg} --inputs '{two_inputs}/*.h5' --resource hpc --parallel 2", interrupt_after=5,
+                  timeout=60)
+    assert cell.status == "ok", cell.text  # Ctrl-C ends the wait, not the notebook cell with a traceback
+    line = next(ln for ln in cell.stdout.splitlines() if ln.startswith("interrupted"))
+    run_id = line.split("%fanout gather ")[1].split()[0]
+    names = _squeue_user(slurm_testbed)
+    assert f"fanout-{run_id}" in names  # the array still runs
+    got = nb.ok(f"g = %fanout gather {run_id}\nprint(len(g.arrays), len(g.failed))", timeout=120)
+    assert got.stdout.split() == ["2", "0"]
