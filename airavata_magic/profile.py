@@ -19,6 +19,18 @@ from .yamlfile import FileFormatError, LineDict, parse_yaml
 PROFILE_NAME = "cybershuttle.yml"
 
 
+def cost_prices(value: Any) -> dict[str, float]:
+    """A resource's ``cost: {cpu_hour: 0.05, gpu_hour: 2.5}``: non-negative prices per hour."""
+    if not isinstance(value, dict) or not value or set(value) - {"cpu_hour", "gpu_hour"}:
+        raise ValueError("cost must be a mapping with cpu_hour and/or gpu_hour, e.g. {cpu_hour: 0.05, gpu_hour: 2.5}")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"cost.{k} must be a non-negative number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
 # -- the profile -----------------------------------------------------------------------------
 @dataclass
 class Resource:
@@ -149,6 +161,12 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         settings: dict[str, Any] = {}
         for key, value in body.items():
             if key == "kind":
+                continue
+            if key == "cost":  # -- prices for every kind (scale runs report cost): {cpu_hour, gpu_hour}
+                try:
+                    settings[key] = cost_prices(value)
+                except ValueError as e:
+                    raise err(body, key, f"{rkey}: {e}") from None
                 continue
             if key not in cls.profile_keys:
                 known = ", ".join(sorted(cls.profile_keys)) or "none"
