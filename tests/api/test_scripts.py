@@ -108,7 +108,7 @@ def test_a_magic_and_its_api_call_make_the_same_runtime_record(notebook, magic_h
     differ = {"name", "job_id", "created_at", "ends_at", "owner_pid", "backend_state", "state", "ready_at"}
     assert {k: v for k, v in a.items() if k not in differ} == {k: v for k, v in b.items() if k not in differ}
     assert a["spec"] == {"cpus": 2, "gpus": None, "memory": 1024, "walltime": 20, "partition": None,
-                         "account": None, "image": None, "node": None}
+                         "account": None, "image": None, "node": None, "setup": None}
     # and the API handle drives a runtime the magic requested: one manager in the kernel
     notebook.ok("%wait_for_runtime by-magic --timeout 60")
     assert notebook.ok("print(am.get_runtime('by-magic').run('6 * 7'))").stdout == "42\n"

@@ -16,11 +16,14 @@ def _sbatch(tb, *args: str) -> str:
     return p.stdout.strip().split(";")[0]
 
 
-def _wait_finished(tb, job_ids: list[str], timeout: float = 240) -> None:  # the GPU job may queue behind others
+def _wait_finished(tb, job_ids: list[str], since: str, timeout: float = 240) -> None:  # the GPU job may queue behind others
+    """Wait until every job is over. Only jobs since ``since`` count: a test bed restarted with a
+    fresh controller numbers jobs from 1 again while the accounting database keeps the old ones."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = tb.as_user(f"sacct -X -n -P -j {','.join(job_ids)} -o JobID,State").stdout
-        states = dict(line.split("|") for line in out.splitlines() if "|" in line)
+        out = tb.as_user(f"sacct -X -n -P -S {since} -j {','.join(job_ids)} -o JobID,State").stdout
+        states = {jid: st for jid, st in (line.split("|") for line in out.splitlines() if "|" in line)
+                  if jid in job_ids}
         if len(states) == len(job_ids) and all(s.split()[0] in ("COMPLETED", "FAILED", "CANCELLED") for s in states.values()):
             return
         time.sleep(0.2)
@@ -29,6 +32,7 @@ def _wait_finished(tb, job_ids: list[str], timeout: float = 240) -> None:  # the
 
 def test_usage_reports_real_jobs(accounting_testbed, profile_file, tmp_path):
     tb, f = accounting_testbed, str(profile_file)
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
     gpu_job = _sbatch(tb, "-p gpu --gres=gpu:1 --time=1 --wrap 'sleep 2'")
     cpu_job = _sbatch(tb, "-p debug --time=1 --wrap 'sleep 1'")
     bad_job = _sbatch(tb, "-p debug --time=1 --wrap 'exit 3'")
@@ -40,12 +44,16 @@ def test_usage_reports_real_jobs(accounting_testbed, profile_file, tmp_path):
         manager.stop("hpc_cpu")
     finally:
         manager.close()
-    _wait_finished(tb, [gpu_job, cpu_job, bad_job, ours])
+    _wait_finished(tb, [gpu_job, cpu_job, bad_job, ours], since)
 
     # slurmdbd indexes finished jobs for time-window queries a moment after `sacct -j` sees them.
     deadline = time.monotonic() + 60
     while True:
-        jobs = compute.usage("hpc", "1d", jobs=True, file=f).set_index("job_id")
+        every = compute.usage("hpc", "1d", jobs=True, file=f)
+        jobs = every.set_index("job_id")
+        # a test bed restarted with a fresh controller reuses job ids the database still holds;
+        # sacct lists jobs in submit order, so the last row of an id is this test's job
+        jobs = jobs[~jobs.index.duplicated(keep="last")]
         if {gpu_job, cpu_job, bad_job, ours} <= set(jobs.index) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -57,7 +65,7 @@ def test_usage_reports_real_jobs(accounting_testbed, profile_file, tmp_path):
     assert bool(jobs.loc[ours, "airavata"]) and not bool(jobs.loc[cpu_job, "airavata"])
 
     summary = compute.usage("hpc", "1d", file=f)
-    assert summary["jobs"].sum() == len(jobs)  # every job in exactly one (account, partition) row
+    assert summary["jobs"].sum() == len(every)  # every job in exactly one (account, partition) row
     summary = summary[summary.account == jobs.loc[cpu_job, "account"]].set_index("partition")
     assert summary.loc["gpu", "gpu_hours"] >= 2 / 3600
     assert "FAILED:" in summary.loc["debug", "by_state"] and "COMPLETED:" in summary.loc["debug", "by_state"]
