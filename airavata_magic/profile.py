@@ -125,6 +125,7 @@ class Profile:
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hub: dict[str, str] = field(default_factory=dict)  # the model hub's storage (models issue)
 
     def resource(self, name: str) -> Resource:
         try:
@@ -202,8 +203,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.lines.get(key, d.line) if isinstance(d, _LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes or storage")
+        if key not in ("resources", "runtimes", "storage", "hub"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or hub")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -289,6 +290,15 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.storage[str(name)] = {"location": text(body["location"])}
         except ValueError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
+
+    # -- hub: {storage: NAME}: where the model hub lives (a name from storage:) --------------
+    hub = doc.get("hub")
+    if hub is not None:
+        if not isinstance(hub, _LineDict) or set(hub) != {"storage"}:
+            raise err(doc, "hub", "hub must be exactly {storage: NAME}, NAME from the storage: section")
+        if str(hub["storage"]) not in profile.storage:
+            raise err(hub, "storage", f"hub.storage: {hub['storage']!r} is not in the storage: section")
+        profile.hub = {"storage": str(hub["storage"])}
     return profile
 
 
