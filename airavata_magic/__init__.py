@@ -45,6 +45,9 @@ def load_ipython_extension(ip: Any) -> None:
         from .sessions import magics as session_magics
 
         session_magics.load(ip, manager)
+    from .hub import magics as hub_magics  # %model, %task
+
+    hub_magics.load(ip, manager)
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}

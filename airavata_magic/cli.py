@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .errors import AiravataError, RuntimeFailed
 
-_EXTENSIONS = ("airavata_magic.compute", "airavata_magic.sessions.cli")
+_EXTENSIONS = ("airavata_magic.compute", "airavata_magic.sessions.cli", "airavata_magic.hub.cli")
 
 
 def _manager():
