@@ -80,9 +80,8 @@ class LocalScheduler:
                 code = proc.poll()
                 if code is None:
                     out[task_id] = JobView(RUNNING)
-                elif code < 0:
-                    out[task_id] = JobView(CANCELLED if code in (-signal.SIGTERM, -signal.SIGKILL) else FAILED,
-                                           f"killed by signal {-code}")
+                elif code < 0:  # whoever sent it: a cancel through us is known from the task's record
+                    out[task_id] = JobView(FAILED, f"the process was killed by signal {-code}")
                 else:
                     out[task_id] = JobView(ENDED, f"exit code {code}")
                 continue
