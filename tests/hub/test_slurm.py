@@ -1,0 +1,88 @@
+"""The hub on the real loopback Slurm test bed: tasks as sbatch jobs, inference on a Slurm runtime.
+
+The jobs run as the test bed's user with an interpreter that shares this checkout's torch
+(``shared_python``); data and weights travel over the resource's SSH connection.
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from airavata_magic.hub import inference, tasks
+
+from .conftest import EXAMPLE
+from .test_local import accuracy
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def hub_profile(slurm_testbed, shared_python, tmp_path_factory) -> str:
+    """The test bed's profile with the shared interpreter and a preset for hub work."""
+    text = slurm_testbed.profile.read_text().replace(slurm_testbed.python, str(shared_python))
+    text += "  hub_cpu: {resource: hpc, cpus: 1, memory: 1G, walltime: 20}\n"
+    path = tmp_path_factory.mktemp("hub-profile") / "cybershuttle.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_train_and_finetune_as_slurm_jobs(hub_profile, trained, digits, slurm_testbed):
+    base, shifted = digits["base"], digits["shifted"]
+    scratch = tasks.new("slurm-train", "train", str(EXAMPLE), str(base / "train.npz"), str(base / "val.npz"),
+                        runtime="hub_cpu", file=hub_profile, params={"epochs": 3})
+    tuned = tasks.new("slurm-ft", "finetune", str(EXAMPLE), str(shifted / "train.npz"), str(shifted / "val.npz"),
+                      test_data=str(shifted / "test.npz"), runtime="hub_cpu", file=hub_profile,
+                      params={"epochs": 1, "learning_rate": 0.01}, trained_task_id=trained["task"].id)
+    for t in (scratch, tuned):
+        assert t.kind == "slurm" and t.job_id.isdigit() and t.state == "SCHEDULED"
+        assert t.task_dir.startswith(f"/home/{slurm_testbed.user}/")
+    scratch, tuned = tasks.wait(scratch.id, timeout=400), tasks.wait(tuned.id, timeout=400)
+    assert scratch.state == "FINISHED", scratch.reason
+    assert tuned.state == "FINISHED", tuned.reason
+    assert scratch.status["host"] and list(tasks.metrics(scratch)["epoch"]) == [1, 2, 3]
+    first = tasks.metrics(tuned)["val_accuracy"].iloc[0]
+    assert first > 0.9  # started from the trained weights (uploaded from the local task) ...
+    assert tasks.metrics(scratch)["val_accuracy"].iloc[0] < 0.6  # ... where a fresh start is near chance
+    assert tuned.status["test_accuracy"] > 0.9
+    # the job really ran under Slurm: sacct/squeue or scontrol knows it
+    out = subprocess.run(slurm_testbed.ssh_argv("scontrol", "show", "job", tuned.job_id), capture_output=True, text=True)
+    assert f"JobId={tuned.job_id}" in out.stdout or "Invalid job id" in out.stderr
+
+
+def test_a_job_cancelled_outside_is_killed(hub_profile, digits, slurm_testbed):
+    base = digits["base"]
+    t = tasks.new("slurm-long", "train", str(EXAMPLE), str(base / "train.npz"), str(base / "val.npz"),
+                  runtime="hub_cpu", file=hub_profile, params={"epochs": 10000, "batch_size": 8})
+    deadline = time.monotonic() + 300
+    while tasks.show(t.id)[0].status.get("state") != "RUNNING":
+        assert time.monotonic() < deadline, f"task never started: {tasks.show(t.id)[0].reason}"
+        time.sleep(0.3)
+    subprocess.run(slurm_testbed.ssh_argv("scancel", t.job_id), check=True, timeout=60)
+    done = tasks.wait(t.id, timeout=120)
+    assert done.state == "KILLED", (done.state, done.reason)
+    assert done.status["state"] == "RUNNING"  # its own file never got to say otherwise
+
+
+def test_inference_and_modify_on_a_slurm_runtime(hub_profile, trained, digits, hub):
+    from airavata_magic import get_manager
+    from airavata_magic.hub.inference import _Quiet
+
+    entry = tasks.publish(trained["task"].id, name="digits-for-slurm", visibility="public")
+    manager = get_manager()
+    manager.request("hub_cpu", file=hub_profile)
+    try:
+        manager.wait("hub_cpu", timeout=300)
+        base = digits["base"]
+        df = inference.run(entry["name"], str(base / "inputs"), "preds", runtime="hub_cpu", batch_size=64)
+        assert isinstance(df, pd.DataFrame) and len(df) == 200
+        assert accuracy(df, base / "inputs_labels.csv") > 0.9
+        results = df.attrs["results"]
+        assert results["num_batches"] == 4 and results["device"] == "cpu"
+        print(inference.load_modify(entry["name"], runtime="hub_cpu", var="net"))
+        out = manager.run(["hub_cpu"], "assert type(net).__name__ == 'DigitsNet', type(net)", _Quiet())
+        assert out[0].status == "ok", out[0].error
+    finally:
+        manager.stop("hub_cpu")
