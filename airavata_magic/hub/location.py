@@ -7,7 +7,6 @@ connection are understood here.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from typing import Any
@@ -38,10 +37,10 @@ def resolve(profile: Any) -> tuple[Any, str]:
         raise InvalidArgument("no model hub configured: add `hub: {storage: NAME}` to cybershuttle.yml "
                               "(NAME from its storage: section) or set $AIRAVATA_MAGIC_HUB to a folder")
     if importlib.util.find_spec("airavata_magic.storage") is not None:
-        storage = importlib.import_module("airavata_magic.storage")
-        resolver = getattr(storage, "resolve", None) or getattr(storage, "filesystem", None)
-        if resolver is not None:
-            return resolver(name, profile=profile)
+        # The storage module's one resolver (every kind of location it knows), when installed.
+        from ..storage.locations import filesystem
+
+        return filesystem(name, file=getattr(profile, "path", None))
     entry = (getattr(profile, "storage", None) or {}).get(name)
     if entry is None:
         where = getattr(profile, "path", None) or "no profile file"

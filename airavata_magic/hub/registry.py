@@ -122,7 +122,7 @@ class Hub:
                 self.fs.put_file(str(folder / name), f"{tmp}/{name}")
                 self._chmod(f"{tmp}/{name}", fmode, gid)
             self._write(f"{tmp}/model.json", json.dumps(meta, indent=1, sort_keys=True), fmode, gid)
-            self.fs.mv(tmp, target, recursive=True)
+            self._rename(tmp, target)
         except BaseException:
             if self.fs.exists(tmp):
                 self.fs.rm(tmp, recursive=True)
@@ -154,8 +154,22 @@ class Hub:
             if gid is not None:
                 os.chown(path, -1, gid)
             os.chmod(path, mode)
-        else:
+        elif hasattr(self.fs, "ftp"):  # fsspec's SFTP filesystem
             self.fs.ftp.chmod(path, mode)
+        elif hasattr(self.fs, "chmod"):
+            self.fs.chmod(path, mode)
+        else:
+            raise InvalidArgument(f"the hub's storage ({type(self.fs).__name__}) cannot set file permissions, "
+                                  "which is how the hub keeps entries private; use a POSIX location")
+
+    def _rename(self, src: str, dst: str) -> None:
+        """One atomic rename (a reader sees the whole entry or none of it)."""
+        if _is_local(self.fs):
+            os.rename(src, dst)
+        elif hasattr(self.fs, "ftp"):
+            self.fs.ftp.posix_rename(src, dst)
+        else:
+            self.fs.mv(src, dst, recursive=True)
 
     def _write(self, path: str, text: str, mode: int, gid: int | None) -> None:
         self.fs.pipe_file(path, text.encode())

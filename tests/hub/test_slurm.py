@@ -86,3 +86,29 @@ def test_inference_and_modify_on_a_slurm_runtime(hub_profile, trained, digits, h
         assert out[0].status == "ok", out[0].error
     finally:
         manager.stop("hub_cpu")
+
+
+def test_a_hub_on_sftp_storage(hub_profile, slurm_testbed, tmp_path, digits):
+    """The hub in an ``sftp://`` location, through the resource's verified SSH connection."""
+    from airavata_magic.hub import Hub
+    from airavata_magic.profile import load_profile
+
+    remote = f"/home/{slurm_testbed.user}/hub-{tmp_path.name}"
+    subprocess.run(slurm_testbed.ssh_argv("mkdir", "-p", remote), check=True, timeout=60)
+    profile = tmp_path / "cybershuttle.yml"
+    profile.write_text(open(hub_profile).read() + "storage:\n  remotehub: {location: "
+                       f"'sftp://{slurm_testbed.user}@{slurm_testbed.host}:{slurm_testbed.port}{remote}'}}\n"
+                       "hub: {storage: remotehub}\n")
+    assert load_profile(str(profile)).hub == {"storage": "remotehub"}
+    hub = Hub.from_profile(str(profile))
+    entry = hub.publish(EXAMPLE, {"name": "digits-remote"}, visibility="private")
+    out = subprocess.run(slurm_testbed.ssh_argv("stat", "-c", "%a", f"{remote}/models/{hub.user}/.private"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "700"
+    assert list(hub.search_models(name="digits-remote")["uuid"]) == [entry["uuid"]]
+    local = hub.fetch("digits-remote")
+    assert (local / "model.py").read_bytes() == (EXAMPLE / "model.py").read_bytes()
+    base = digits["base"]
+    df = inference.run("digits-remote", str(base / "inputs"), str(tmp_path / "out"), file=str(profile))
+    assert len(df) == 200  # untrained weights: only the shape is checked here
+    subprocess.run(slurm_testbed.ssh_argv("rm", "-rf", remote), timeout=60)
