@@ -60,13 +60,13 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _task(args: argparse.Namespace) -> int:
-    from . import tasks
+    from . import resolve, tasks
 
     if args.task_command == "list":
         _print_table(tasks.list_tasks(), "no tasks")
         return 0
     if args.task_command == "new":
-        params = tasks.read_params_file(args.params) if args.params else {}
+        params = resolve.read_params_file(args.params) if args.params else {}
         params.update({k: v for k, v in args.p})
         t = tasks.new(args.name, args.type, args.model, args.train_data, args.val_data, runtime=args.runtime,
                       test_data=args.test_data, params=params, trained_task_id=args.trained_task_id,

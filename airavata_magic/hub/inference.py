@@ -191,3 +191,23 @@ def load_modify(model: str, *, runtime: str | None = None, var: str = "model", d
             "del _am_r, _am_ns\n")
     _run_code(manager, runtime, code)
     return f"{var} set on runtime {runtime}: {meta['name']} {meta['version']} (modify mode)"
+
+
+def run_on_new_runtime(model: str, input_folder: str, output: str | None = None, *, preset: str,
+                       cpu: int | None = None, gpu: int | None = None, node: str | None = None,
+                       batch_size: int = 32, device: str = "auto", file: str | None = None,
+                       timeout: float = 1800):
+    """AstroHub's ``run(model, data, cpu, gpu, node)``: request a runtime from ``preset`` with those
+    resources, run the inference there, and stop it again (also when the run fails)."""
+    import secrets
+
+    from .. import get_manager
+
+    manager = get_manager()
+    name = f"hubrun-{secrets.token_hex(3)}"
+    manager.request(name, file=file, preset=preset, overrides={"cpus": cpu, "gpus": gpu, "node": node})
+    try:
+        manager.wait(name, timeout=timeout)
+        return run(model, input_folder, output, runtime=name, batch_size=batch_size, device=device, file=file)
+    finally:
+        manager.stop(name)

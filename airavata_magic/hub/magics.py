@@ -147,7 +147,7 @@ class HubMagics(Magics):
     def task(self, line: str):
         """Training tasks: new, list, show ID [--follow], cancel ID, publish ID."""
         a = _parse(self.task, line)
-        from . import tasks
+        from . import resolve, tasks
 
         if a.action == "list":
             return tasks.list_tasks()
@@ -157,7 +157,7 @@ class HubMagics(Magics):
                                       ("--runtime", a.runtime)) if not v]
             if missing:
                 raise UsageError(f"%task new needs {', '.join(missing)}")
-            params = tasks.read_params_file(a.params) if a.params else {}
+            params = resolve.read_params_file(a.params) if a.params else {}
             params.update({k: v for k, v in a.p})
             t = tasks.new(a.name, a.type, a.model, a.train_data, a.val_data, runtime=a.runtime, test_data=a.test_data,
                           params=params, trained_task_id=a.trained_task_id, device=a.device, file=a.file)

@@ -293,6 +293,31 @@ class Hub:
                 shutil.rmtree(tmp, ignore_errors=True)
         return dest
 
+    def run(self, model: str, data: str, cpu: int | None = None, gpu: int | None = None, node: str | None = None, *,
+            runtime: str | None = None, output: str | None = None, batch_size: int = 32, device: str = "auto",
+            file: str | None = None):
+        """Inference of ``model`` over ``data`` (a folder of .npy inputs, or a hub dataset of them);
+        returns the predictions DataFrame (``Results.json``'s figures in ``df.attrs["results"]``).
+
+        With ``cpu``/``gpu``/``node``, ``runtime`` names a preset: a runtime with those resources
+        is requested for this run and stopped after it. Otherwise ``runtime`` is a live runtime,
+        or None for this process."""
+        from . import inference
+
+        folder = data
+        if not Path(data).expanduser().exists():
+            try:
+                folder = str(self.fetch(data, "dataset"))
+            except InvalidArgument:
+                raise InvalidArgument(f"data {data!r} is neither a folder nor a dataset you can see") from None
+        if cpu is not None or gpu is not None or node is not None:
+            if not runtime:
+                raise InvalidArgument("cpu=, gpu= and node= size a runtime requested for the run: name its preset "
+                                      "with runtime=")
+            return inference.run_on_new_runtime(model, folder, output, preset=runtime, cpu=cpu, gpu=gpu, node=node,
+                                                batch_size=batch_size, device=device, file=file)
+        return inference.run(model, folder, output, runtime=runtime, batch_size=batch_size, device=device, file=file)
+
     def remove(self, ref: str, type_: str = "model") -> str:
         """Delete one of this user's own entries (the file system refuses anyone else's)."""
         entry = self.get(ref, type_)

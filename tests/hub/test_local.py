@@ -121,3 +121,30 @@ def test_cli(hub_dir, trained, digits, tmp_path):
     out = subprocess.run(cli + ["model", "publish", str(tmp_path)], env=env, capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.strip().startswith("error:") and "no model.json" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_datasets_share_the_table_and_feed_tasks_and_runs(hub, trained, digits, tmp_path):
+    import shutil
+
+    d = digits["base"]
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    shutil.copy(d / "train.npz", splits / "train.npz")
+    about = {"title": "sklearn digits", "domain": "vision", "description": "8x8 digits", "version": "1.0",
+             "type": "dataset"}
+    (splits / "model.json").write_text(json.dumps(about | {"name": "digits-splits", "files": ["train.npz"]}))
+    entry = hub.publish(splits, visibility="public")
+    found = hub.search_datasets(name="digits-splits")
+    assert list(found.columns) == list(hub.search_models().columns) and list(found["uuid"]) == [entry["uuid"]]
+    assert hub.search_models(name="digits-splits").empty  # a dataset is not a model
+    t = tasks.new("from-dataset", "train", str(EXAMPLE), "digits-splits", str(d / "val.npz"), runtime="local",
+                  params={"epochs": 1})
+    assert tasks.wait(t.id, timeout=300).state == "FINISHED"
+    inputs = tmp_path / "inputs"
+    shutil.copytree(d / "inputs", inputs)
+    names = sorted(p.name for p in inputs.iterdir())
+    (inputs / "model.json").write_text(json.dumps(about | {"name": "digits-inputs", "files": names}))
+    hub.publish(inputs, visibility="private")
+    model = tasks.publish(trained["task"].id, name="digits-for-run", visibility="private")
+    df = hub.run(model["name"], "digits-inputs", output=str(tmp_path / "run-out"))
+    assert accuracy(df, d / "inputs_labels.csv") > 0.9

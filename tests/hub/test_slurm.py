@@ -112,3 +112,15 @@ def test_a_hub_on_sftp_storage(hub_profile, slurm_testbed, tmp_path, digits):
     df = inference.run("digits-remote", str(base / "inputs"), str(tmp_path / "out"), file=str(profile))
     assert len(df) == 200  # untrained weights: only the shape is checked here
     subprocess.run(slurm_testbed.ssh_argv("rm", "-rf", remote), timeout=60)
+
+
+def test_hub_run_requests_a_sized_runtime_and_stops_it(hub_profile, trained, digits, hub):
+    """AstroHub's run(model, data, cpu, gpu, node): a runtime of that size for one run."""
+    from airavata_magic import get_manager
+
+    entry = tasks.publish(trained["task"].id, name="digits-astro", visibility="public")
+    df = hub.run(entry["name"], str(digits["base"] / "inputs"), cpu=1, runtime="hub_cpu", output="astro-out",
+                 file=hub_profile)
+    assert accuracy(df, digits["base"] / "inputs_labels.csv") > 0.9
+    runs = [rt for rt in get_manager().store.all() if rt.name.startswith("hubrun-")]
+    assert runs and all(rt.state.terminal for rt in runs) and runs[-1].spec.cpus == 1
