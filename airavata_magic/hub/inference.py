@@ -70,13 +70,17 @@ def run(model: str, input_folder: str, output: str | None = None, *, runtime: st
     if runtime in (None, "local"):
         from .remote import infer
 
+        import pandas as pd
+
+        table: list = []
         try:
-            infer.list_inputs(input_folder, images=meta["inputs"].get("type") == "image")
-        except (FileNotFoundError, ValueError) as e:
+            results = infer.run(folder, input_folder, output, batch_size, device,
+                                progress or infer.notebook_progress(f"{meta['name']} inference"), rows_out=table)
+        except infer.InputError as e:  # the input folder: missing, or no inputs in it
             raise InvalidArgument(str(e)) from None
-        results = infer.run(folder, input_folder, output, batch_size, device,
-                            progress or infer.notebook_progress(f"{meta['name']} inference"))
-        return _frame((Path(output) / "predictions.csv").read_bytes(), results)
+        df = pd.DataFrame(table[1:], columns=table[0])
+        df.attrs["results"] = results
+        return df
     return _on_runtime(runtime, folder, meta, input_folder, output, batch_size, device)
 
 

@@ -110,13 +110,12 @@ def _same_minor(python: str) -> bool:
     return out.stdout.strip() == str(tuple(sys.version_info[:2]))
 
 
-@pytest.fixture(scope="session")
-def shared_python() -> Path:
+def make_shared_python() -> Path:
     """An interpreter any user (and Slurm jobs of the test user) can run, with torch, numpy,
     pandas and this package: a venv from /usr/bin/python3 whose .pth points at this checkout's
     .venv, so the test bed shares the one torch install instead of a second one."""
     if not Path("/usr/bin/python3").exists() or not _same_minor("/usr/bin/python3"):
-        pytest.fail("the hub's cross-user tests need /usr/bin/python3 of the same minor version as this venv")
+        raise RuntimeError("the hub's cross-user tests need /usr/bin/python3 of the same minor version as this venv")
     sp = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
     key = hashlib.sha256(f"{sp}|{ROOT}".encode()).hexdigest()[:12]
     venv = CACHE / f"hub-venv-{key}"
@@ -128,6 +127,15 @@ def shared_python() -> Path:
         (venv / "lib" / minor / "site-packages" / "airavata_shared.pth").write_text(f"{sp}\n{ROOT}\n")
         subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
     return python
+
+
+@pytest.fixture(scope="session")
+def shared_python() -> Path:
+    """See ``make_shared_python``."""
+    try:
+        return make_shared_python()
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")
