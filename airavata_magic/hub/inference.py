@@ -40,6 +40,28 @@ def _package(model: str, file: str | None) -> tuple[Path, dict[str, Any]]:
     return folder, meta
 
 
+def load_session(folder: Path, meta: dict[str, Any]) -> str:
+    """A computational model's session, copied into this user's sessions under the model's name,
+    where ``%session show/load/export`` see it (its cells run wherever their magics say)."""
+    from ..sessions.journal import JournalFile, SessionStore, new_metadata, read_tail_metadata
+
+    nb = json.loads((folder / meta["session"]).read_text(encoding="utf-8"))
+    store = SessionStore()
+    name = meta["name"]
+    if store.exists(name):
+        old = (read_tail_metadata(store.path(name)) or {}).get("airavata", {}).get("session", {})
+        if old.get("model") != meta.get("uuid", meta["name"]):
+            raise InvalidArgument(f"you already have a session named {name!r} that is not this model's; "
+                                  "rename it first (the model's session would replace it)")
+    cells = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+    md = new_metadata(name)
+    md["airavata"]["session"].update(cells=len(cells), model=meta.get("uuid", meta["name"]))
+    JournalFile(store.path(name), md, cells).close()
+    return (f"session {name!r} loaded from model {name} {meta['version']} ({len(cells)} cells): "
+            f"%session show {name} to read it, %session load {name} to run it, "
+            f"%session export {name} {name}.ipynb to edit it")
+
+
 def _frame(csv_bytes: bytes, results: dict[str, Any]):
     import pandas as pd
 
@@ -182,6 +204,8 @@ def load_modify(model: str, *, runtime: str | None = None, var: str = "model", d
         raise InvalidArgument(f"--as {var!r} is not a Python variable name")
     _check(1, device)
     folder, meta = _package(model, file)
+    if meta.get("kind") == "computational":
+        return load_session(folder, meta)
     if runtime in (None, "local"):
         from .remote import infer
 

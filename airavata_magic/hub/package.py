@@ -99,7 +99,14 @@ def validate(meta: Any, where: str = "model.json", complete: bool = True) -> dic
     if "shared_with" in meta and (not isinstance(meta["shared_with"], list)
                                   or not all(isinstance(u, str) and NAME_RE.match(u) for u in meta["shared_with"])):
         raise InvalidArgument(f"{where}: field 'shared_with' must be a list of user names")
-    if meta["type"] == "model":
+    if meta.get("kind", "ml") not in ("ml", "computational"):
+        raise InvalidArgument(f"{where}: field 'kind' must be ml (default) or computational")
+    if meta["type"] == "model" and meta.get("kind") == "computational":
+        # A computational model is a recorded session (its code and steps), loaded to be edited and run.
+        if "session" not in meta:
+            raise InvalidArgument(f"{where}: a computational model needs field 'session' (a notebook in the folder)")
+        _file_name(meta, "session", where)
+    elif meta["type"] == "model":
         for key in MODEL_KEYS:
             if key not in meta:
                 raise InvalidArgument(f"{where}: a model needs field '{key}'")
@@ -166,6 +173,14 @@ def check_package(folder: Path, meta: dict[str, Any]) -> list[str]:
     """Check a package's files against its metadata; returns the files to publish."""
     if meta["type"] == "dataset":
         names = list(meta["files"])
+    elif meta.get("kind") == "computational":
+        names = [meta["session"]]
+        try:
+            nb = json.loads((folder / meta["session"]).read_text(encoding="utf-8"))
+            if not isinstance(nb.get("cells"), list):
+                raise ValueError
+        except (OSError, ValueError, AttributeError):
+            raise InvalidArgument(f"{folder}: session {meta['session']!r} is not a readable notebook (.ipynb)") from None
     else:
         names = [meta["entry"]] + ([meta["weights"]] if meta.get("weights") else [])
         entry = folder / meta["entry"]

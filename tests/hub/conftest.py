@@ -43,15 +43,22 @@ def public_tmp(prefix: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def hub_home() -> Iterator[Path]:
-    """A private AIRAVATA_MAGIC_HOME for the whole area (task records, runtime records)."""
+    """A private AIRAVATA_MAGIC_HOME for this area (task records, runtime records), set for the
+    area's tests only and put back after them, with the process's runtime manager."""
+    import airavata_magic
+
     home = Path(tempfile.mkdtemp(prefix="hub-home-"))
     old = os.environ.get("AIRAVATA_MAGIC_HOME")
+    had_manager = airavata_magic._manager is not None
     os.environ["AIRAVATA_MAGIC_HOME"] = str(home)
     yield home
     from tests.conftest import stop_leftover_runtimes
 
+    if not had_manager and airavata_magic._manager is not None:  # ours: rooted in this home
+        airavata_magic._manager.close()
+        airavata_magic._manager = None
     stop_leftover_runtimes(home)
     if old is None:
         os.environ.pop("AIRAVATA_MAGIC_HOME", None)
@@ -60,7 +67,7 @@ def hub_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def digits() -> Iterator[dict[str, Path]]:
     """Two splits of the digits: ``base`` (seed 0) and ``shifted`` (seed 1), readable by all."""
     out = public_tmp("hub-digits-")
@@ -71,7 +78,7 @@ def digits() -> Iterator[dict[str, Path]]:
     shutil.rmtree(out, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hub_dir() -> Iterator[Path]:
     """A hub folder shared by every user (mode 1777, as a lab would set it up), named by
     ``$AIRAVATA_MAGIC_HUB`` for this area's tests."""
@@ -83,14 +90,14 @@ def hub_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hub(hub_dir):
     from airavata_magic.hub import Hub
 
     return Hub.from_profile()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def trained(hub, digits) -> dict:
     """A train task run to the end on ``local`` (8 epochs of the CNN from scratch), shared by
     the tests that fine-tune from it, publish it or run its model."""
@@ -129,7 +136,7 @@ def make_shared_python() -> Path:
     return python
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shared_python() -> Path:
     """See ``make_shared_python``."""
     try:

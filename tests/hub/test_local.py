@@ -148,3 +148,27 @@ def test_datasets_share_the_table_and_feed_tasks_and_runs(hub, trained, digits, 
     model = tasks.publish(trained["task"].id, name="digits-for-run", visibility="private")
     df = hub.run(model["name"], "digits-inputs", output=str(tmp_path / "run-out"))
     assert accuracy(df, d / "inputs_labels.csv") > 0.9
+
+
+def test_a_computational_model_loads_as_a_session(hub, hub_dir, notebook_factory, tmp_path):
+    import nbformat
+
+    pkg = tmp_path / "sim"
+    pkg.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("a toy simulation"), nbformat.v4.new_code_cell("steps = 21"),
+                nbformat.v4.new_code_cell("print('simulated', steps * 2)")]
+    nbformat.write(nb, pkg / "session.ipynb")
+    (pkg / "model.json").write_text(json.dumps({
+        "name": "toy-sim", "title": "A toy simulation", "domain": "physics", "description": "two cells",
+        "version": "1.0", "type": "model", "kind": "computational", "session": "session.ipynb"}))
+    hub.publish(pkg, visibility="public")
+    notebook = notebook_factory(env={"AIRAVATA_MAGIC_HOME": os.environ["AIRAVATA_MAGIC_HOME"],
+                                     "AIRAVATA_MAGIC_HUB": str(hub_dir)})
+    cell = notebook.ok("%model load toy-sim --mode modify")
+    assert "session 'toy-sim' loaded" in cell.stdout and "2 cells" in cell.stdout
+    cell = notebook.ok("%session load toy-sim")
+    assert "simulated 42" in cell.stdout
+    (pkg / "session.ipynb").write_text("not a notebook")
+    cell = notebook.run(f"%model publish {pkg} --version 2.0")
+    assert "is not a readable notebook" in cell.stderr
