@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
-from ..errors import InvalidArgument
+from ..errors import AiravataError, InvalidArgument
 from . import schedulers as sch
 from . import resolve
 from .package import NAME_RE
@@ -191,15 +191,29 @@ def _combine(task: Task, view: sch.JobView) -> tuple[str, str]:
     return "FAILED", f"the job ended without a final status ({view.reason or 'no reason given'}); see job.log"
 
 
-def refresh(*tasks: Task) -> None:
-    """Bring tasks' states up to date (one scheduler query per resource); saves the records."""
+def refresh(*tasks: Task, strict: bool = True) -> None:
+    """Bring tasks' states up to date (one scheduler query per resource); saves the records.
+    ``strict=False`` (listings) keeps a task whose resource cannot be reached as it was, with why."""
     live = [t for t in tasks if t.state not in TERMINAL]
     by_sched: dict[int, tuple[Any, list[Task]]] = {}
     for t in live:
-        s = sch_of(t)
+        try:
+            s = sch_of(t)
+        except AiravataError as e:
+            if strict:
+                raise
+            t.reason = f"not refreshed: {e}"
+            continue
         by_sched.setdefault(id(s), (s, []))[1].append(t)
     for s, group in by_sched.values():
-        views = s.observe({t.id: t.job_id for t in group})
+        try:
+            views = s.observe({t.id: t.job_id for t in group})
+        except AiravataError as e:
+            if strict:
+                raise
+            for t in group:
+                t.reason = f"not refreshed: {e}"
+            continue
         for t in group:
             raw = s.read(t.task_dir, "status.json")
             if raw:
@@ -225,7 +239,7 @@ def list_tasks():
     import pandas as pd
 
     tasks = [load(p.stem) for p in sorted(_dir().glob("TASK*.json"))]
-    refresh(*tasks)
+    refresh(*tasks, strict=False)
     rows = []
     for t in tasks:
         end = t.status.get("finished") or (None if t.state not in TERMINAL else t.status.get("updated"))
