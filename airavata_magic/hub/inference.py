@@ -94,12 +94,21 @@ def run(model: str, input_folder: str, output: str | None = None, *, runtime: st
 
         import pandas as pd
 
+        from ..progress import Progress
+
         table: list = []
+        shown = None if progress is not None else Progress(f"{meta['name']} inference", unit="inputs")
+
+        def show(done: int, total: int) -> None:
+            shown.set(done, total=total)
+
         try:
-            results = infer.run(folder, input_folder, output, batch_size, device,
-                                progress or infer.notebook_progress(f"{meta['name']} inference"), rows_out=table)
+            results = infer.run(folder, input_folder, output, batch_size, device, progress or show, rows_out=table)
         except infer.InputError as e:  # the input folder: missing, or no inputs in it
             raise InvalidArgument(str(e)) from None
+        finally:
+            if shown is not None:
+                shown.close()
         df = pd.DataFrame(table[1:], columns=table[0])
         df.attrs["results"] = results
         return df

@@ -75,7 +75,7 @@ def _sftp(url: Any, profile: Any) -> tuple[Any, str]:
     resource on that host (never fsspec's own paramiko client, which accepts unknown hosts)."""
     from fsspec.implementations.sftp import SFTPFileSystem
 
-    from ..backends.remote_kernel import target_of
+    from ..backends.ssh_launched import target_of
     from ..transport.ssh import connection_for
 
     settings = None

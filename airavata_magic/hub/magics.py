@@ -11,8 +11,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..magics import parse as _parse
-from ..magics import user_errors as _user_errors
+from ..usage import parse as _parse
+from ..usage import user_errors as _user_errors
 
 _MODEL_ACTIONS = ("list", "show", "publish", "run", "load", "remove")
 _TASK_ACTIONS = ("new", "list", "show", "cancel", "publish")

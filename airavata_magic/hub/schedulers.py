@@ -137,7 +137,7 @@ class SlurmScheduler:
         self.backend = backend  # a SlurmBackend: its connection, work_dir, options and python
 
     def submit(self, task_id: str, staged: Path, spec: Any) -> tuple[str, str]:
-        from ..backends.remote_kernel import render_job_script
+        from ..backends.scripts import render_job_script
 
         b = self.backend
         remote = f"{b.work_dir()}/tasks/{task_id}"
