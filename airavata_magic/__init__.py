@@ -32,6 +32,7 @@ def load_ipython_extension(ip: Any) -> None:
     """Register the magics, the cell router and the remote-error display on an IPython shell."""
     if id(ip) in _loaded:
         return
+    from .hub import magics as hub_magics
     from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
     from .routing import CellRouting, make_router
     from .sessions import magics as session_magics
@@ -43,9 +44,7 @@ def load_ipython_extension(ip: Any) -> None:
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
-    from .hub import magics as hub_magics  # %model, %task
-
-    hub_magics.load(ip, manager)
+    hub_magics.load(ip, manager)  # %model, %task
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
