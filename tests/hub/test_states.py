@@ -44,4 +44,4 @@ def test_timeout_reason_names_the_slurm_state():
 
 def test_task_ids_are_unique_within_a_second(hub_home):
     ids = {new_id(now=1796000000.0) for _ in range(5)}
-    assert len(ids) == 5 and all(i.startswith("TASK20261") and len(i) == 24 for i in ids)
+    assert len(ids) == 5 and all(i.startswith("TASK202611") and len(i) == 20 for i in ids)
