@@ -98,6 +98,8 @@ def _task(args: argparse.Namespace) -> int:
     for k, v in task.params.items():
         print(f"  params.{k} = {v}")
     _print_table(table, "no epochs yet")
+    if task.state == "FAILED":
+        print("--- job log tail ---\n" + tasks.log_tail(task), file=sys.stderr)
     return 0 if task.state != "FAILED" else 1
 
 

@@ -5,6 +5,7 @@ the cell's value (``df = %task list``); long work updates one display in place.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -200,6 +201,8 @@ class HubMagics(Magics):
                 **{f"data.{k}": v for k, v in task.data.items() if v and v != "None"},
                 **{k: task.status[k] for k in ("best_val_accuracy", "test_accuracy", "error") if k in task.status}}
         display(pd.DataFrame({"value": [str(v) for v in info.values()]}, index=list(info)))
+        if task.state == "FAILED":
+            print("--- job log tail ---\n" + tasks.log_tail(task), file=sys.stderr)
         if len(table):
             import io
 

@@ -92,6 +92,8 @@ class LocalScheduler:
     def read(self, task_dir: str, name: str, max_bytes: int | None = None) -> bytes | None:
         try:
             with open(Path(task_dir) / name, "rb") as f:
+                if max_bytes is not None:
+                    f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
                 return f.read()
         except FileNotFoundError:
             return None

@@ -234,6 +234,12 @@ def metrics(task: Task):
     return pd.DataFrame(rows, columns=["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"])
 
 
+def log_tail(task: Task, lines: int = 15) -> str:
+    """The last lines of the task's job log (its program's output and traceback)."""
+    raw = sch_of(task).read(task.task_dir, "job.log", max_bytes=8192) or b""
+    return "\n".join(raw.decode(errors="replace").splitlines()[-lines:])
+
+
 def list_tasks():
     """Every task of this user as a DataFrame (MLflow's shape: ``params.*``, ``metrics.*``)."""
     import pandas as pd

@@ -115,6 +115,7 @@ def test_finetune_from_a_failed_task_is_refused(hub, digits, tmp_path):
     t = tasks.new("broken", "train", str(broken), str(d / "train.npz"), str(d / "val.npz"), runtime="local")
     t = tasks.wait(t.id, timeout=120)
     assert t.state == "FAILED" and "no network here" in t.reason
+    assert "RuntimeError: no network here" in tasks.log_tail(t)  # the traceback, for the user to see
     msg = one_line_error(tasks.new, "ft", "finetune", str(EXAMPLE), str(d / "train.npz"), str(d / "val.npz"),
                          runtime="local", trained_task_id=t.id)
     assert f"task {t.id} is FAILED" in msg
