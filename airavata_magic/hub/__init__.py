@@ -2,7 +2,8 @@
 
 Python API (the magics ``%model``/``%task`` and the CLI's ``model``/``task`` call these)::
 
-    from airavata_magic.hub import Hub, tasks, inference
+    import airavata_magic as am                    # or: from airavata_magic.hub import Hub, tasks, inference
+    Hub, tasks, inference = am.hub.Hub, am.hub.tasks, am.hub.inference
     hub = Hub.from_profile()                       # the profile's hub: {storage: NAME}
     hub.publish("digits-cnn/", visibility="public")
     hub.search_models(name="digits")              # a DataFrame

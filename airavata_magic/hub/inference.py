@@ -14,10 +14,15 @@ import io
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import InvalidArgument
 from .package import NAME_RE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["run", "run_on_new_runtime", "load_modify"]
 
 _REMOTE = Path(__file__).parent / "remote"
 
@@ -79,7 +84,7 @@ def _check(batch_size: int, device: str) -> None:
 
 def run(model: str, input_folder: str, output: str | None = None, *, runtime: str | None = None,
         batch_size: int = 32, device: str = "auto", file: str | None = None,
-        progress: Callable[[int, int], None] | None = None):
+        progress: Callable[[int, int], None] | None = None) -> "pd.DataFrame":
     """Predict every input of ``input_folder`` with ``model``; returns the predictions DataFrame.
 
     Writes ``predictions.csv`` and ``Results.json`` into ``output`` (default
@@ -233,7 +238,7 @@ def load_modify(model: str, *, runtime: str | None = None, var: str = "model", d
 def run_on_new_runtime(model: str, input_folder: str, output: str | None = None, *, preset: str,
                        cpu: int | None = None, gpu: int | None = None, node: str | None = None,
                        batch_size: int = 32, device: str = "auto", file: str | None = None,
-                       timeout: float = 1800):
+                       timeout: float = 1800) -> "pd.DataFrame":
     """AstroHub's ``run(model, data, cpu, gpu, node)``: request a runtime from ``preset`` with those
     resources, run the inference there, and stop it again (also when the run fails)."""
     import secrets

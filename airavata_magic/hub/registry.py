@@ -23,11 +23,14 @@ import pwd
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import paths
 from ..errors import InvalidArgument
 from . import package
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KINDS = {"model": "models", "dataset": "datasets"}
 COLUMNS = ["name", "version", "owner", "domain", "title", "type", "framework", "visibility",
@@ -224,7 +227,7 @@ class Hub:
         return [e for e in self._entries(type_, [self.user]) if e["name"] == name]
 
     def search(self, type_: str = "model", *, name: str | None = None, owner: str | None = None,
-               domain: str | None = None, version: str | None = None, only_latest: bool = False):
+               domain: str | None = None, version: str | None = None, only_latest: bool = False) -> "pd.DataFrame":
         """Visible entries of one type as a DataFrame (columns ``COLUMNS``); filters match
         case-insensitively, ``name`` and ``domain`` as substrings. Empty result: empty DataFrame."""
         import pandas as pd
@@ -249,12 +252,12 @@ class Hub:
         return pd.DataFrame(rows, columns=COLUMNS)
 
     def search_models(self, name: str | None = None, owner: str | None = None, domain: str | None = None,
-                      version: str | None = None, only_latest: bool = False):
+                      version: str | None = None, only_latest: bool = False) -> "pd.DataFrame":
         """Models this user can see, as a DataFrame (see ``search``)."""
         return self.search("model", name=name, owner=owner, domain=domain, version=version, only_latest=only_latest)
 
     def search_datasets(self, name: str | None = None, owner: str | None = None, domain: str | None = None,
-                        version: str | None = None, only_latest: bool = False):
+                        version: str | None = None, only_latest: bool = False) -> "pd.DataFrame":
         """Datasets this user can see, as a DataFrame with the same columns as ``search_models``."""
         return self.search("dataset", name=name, owner=owner, domain=domain, version=version, only_latest=only_latest)
 
@@ -295,7 +298,7 @@ class Hub:
 
     def run(self, model: str, data: str, cpu: int | None = None, gpu: int | None = None, node: str | None = None, *,
             runtime: str | None = None, output: str | None = None, batch_size: int = 32, device: str = "auto",
-            file: str | None = None):
+            file: str | None = None) -> "pd.DataFrame":
         """Inference of ``model`` over ``data`` (a folder of .npy inputs, or a hub dataset of them);
         returns the predictions DataFrame (``Results.json``'s figures in ``df.attrs["results"]``).
 

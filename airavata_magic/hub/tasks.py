@@ -16,13 +16,18 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .. import paths
 from ..errors import AiravataError, InvalidArgument
 from . import schedulers as sch
 from . import resolve
 from .package import NAME_RE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Task", "new", "list_tasks", "show", "wait", "metrics", "log_tail", "cancel", "publish", "load"]
 
 STATES = ("SCHEDULED", "RUNNING", "FINISHED", "FAILED", "KILLED")
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
@@ -225,7 +230,7 @@ def refresh(*tasks: Task, strict: bool = True) -> None:
             save(t)
 
 
-def metrics(task: Task):
+def metrics(task: Task) -> "pd.DataFrame":
     """The task's per-epoch metrics as a DataFrame (empty before the first epoch)."""
     import pandas as pd
 
@@ -240,7 +245,7 @@ def log_tail(task: Task, lines: int = 15) -> str:
     return "\n".join(raw.decode(errors="replace").splitlines()[-lines:])
 
 
-def list_tasks():
+def list_tasks() -> "pd.DataFrame":
     """Every task of this user as a DataFrame (MLflow's shape: ``params.*``, ``metrics.*``)."""
     import pandas as pd
 
@@ -264,7 +269,7 @@ def list_tasks():
     return pd.DataFrame(rows, columns=cols + sorted({k for r in rows for k in r} - set(cols)))
 
 
-def show(task_id: str) -> tuple[Task, Any]:
+def show(task_id: str) -> tuple[Task, "pd.DataFrame"]:
     """One task, refreshed, and its metrics DataFrame."""
     task = load(task_id)
     refresh(task)
