@@ -81,10 +81,25 @@ def model_folder(model: str, hub_file: str | None) -> Path:
     return Hub.from_profile(hub_file).fetch(model, "model")
 
 
-def data_file(ref: str, what: str, hub_file: str | None) -> Path:
-    """A data reference: a path to an .npz, or a hub dataset (its first .npz file)."""
+class ClusterFile(str):
+    """An absolute path on the task's own resource (``RESOURCE:/path.npz``): linked, not copied."""
+
+
+def data_file(ref: str, what: str, hub_file: str | None, resource: str = "local") -> "Path | ClusterFile":
+    """A data reference: a path to an .npz, a hub dataset (its first .npz file), or
+    ``RESOURCE:/abs/path.npz`` on the resource the task runs on (large data stays where it is)."""
     import numpy as np
 
+    where, sep, remote = ref.partition(":")
+    if sep and remote.startswith("/") and where and "/" not in where and not Path(ref).exists():
+        if where != resource:
+            raise InvalidArgument(f"{what} {ref!r} is on {where}, but the task runs on {resource}: "
+                                  f"copy it there first (%copy_data) or run the task on {where}")
+        if not remote.endswith(".npz") or "\x00" in remote:
+            raise InvalidArgument(f"{what} {ref!r}: give an .npz file with arrays X and y")
+        if resource != "local":
+            return ClusterFile(remote)
+        ref = remote
     path = Path(ref).expanduser()
     if not path.exists():
         from .registry import Hub

@@ -32,8 +32,9 @@ class JobView:
 class Scheduler(Protocol):
     kind: str
 
-    def submit(self, task_id: str, staged: Path, spec: Any) -> tuple[str, str]:
-        """Start the staged task; returns (job id, task folder where it runs)."""
+    def submit(self, task_id: str, staged: Path, spec: Any, links: dict[str, str]) -> tuple[str, str]:
+        """Start the staged task, with ``links`` (name in the task folder -> a file already on the
+        resource) made first; returns (job id, task folder where it runs)."""
 
     def observe(self, jobs: dict[str, str]) -> dict[str, JobView]:
         """{task id: job id} -> {task id: JobView}."""
@@ -60,7 +61,9 @@ class LocalScheduler:
     kind = "local"
     _children: dict[int, subprocess.Popen] = {}  # reaped by poll(); shared by every instance
 
-    def submit(self, task_id: str, staged: Path, spec: Any) -> tuple[str, str]:
+    def submit(self, task_id: str, staged: Path, spec: Any, links: dict[str, str]) -> tuple[str, str]:
+        for name, target in links.items():
+            os.symlink(target, staged / name)
         log = open(staged / "job.log", "ab")
         try:
             proc = subprocess.Popen([sys.executable, str(staged / "train.py"), str(staged)], cwd=staged,
@@ -138,14 +141,21 @@ class SlurmScheduler:
     def __init__(self, backend: Any) -> None:
         self.backend = backend  # a SlurmBackend: its connection, work_dir, options and python
 
-    def submit(self, task_id: str, staged: Path, spec: Any) -> tuple[str, str]:
+    def submit(self, task_id: str, staged: Path, spec: Any, links: dict[str, str]) -> tuple[str, str]:
         from ..backends.scripts import render_job_script
 
         b = self.backend
         remote = f"{b.work_dir()}/tasks/{task_id}"
-        rc, _, err = b.run(f"umask 077 && mkdir -p -- {shlex.quote(remote)}/package {shlex.quote(remote)}/data")
+        q = shlex.quote
+        steps = [f"umask 077 && mkdir -p -- {q(remote)}/package {q(remote)}/data"]
+        for name, target in links.items():  # data already on the cluster: checked and linked, not copied
+            steps.append(f"{{ test -f {q(target)} && test -r {q(target)} || "
+                         f"{{ echo {q(target + ' is not a readable file on ' + b.resource.name)} >&2; exit 3; }}; }}")
+            steps.append(f"ln -s -- {q(target)} {q(remote + '/' + name)}")
+        rc, _, err = b.run(" && ".join(steps))
         if rc != 0:
-            raise BackendError(f"{b.resource.name}: cannot create {remote}: {err.strip()[-200:]}")
+            b.run(f"rm -rf -- {q(remote)}")  # nothing half-made left behind
+            raise BackendError(f"{b.resource.name}: cannot prepare task {task_id}: {err.strip()[-200:]}")
         with b.conn.sftp() as sftp:
             for path in sorted(staged.rglob("*")):
                 if path.is_file() and path.name != "job.log":

@@ -129,10 +129,10 @@ def new(name: str, type: str, model: str, train_data: str, val_data: str, *, run
     resource, spec = resolve.resolve_runtime(runtime, file)
     scheduler = sch.scheduler_for(resource)
     package = resolve.model_folder(model, file)
-    data = {"train": resolve.data_file(train_data, "--train-data", file),
-            "val": resolve.data_file(val_data, "--val-data", file)}
+    data = {"train": resolve.data_file(train_data, "--train-data", file, resource.name),
+            "val": resolve.data_file(val_data, "--val-data", file, resource.name)}
     if test_data:
-        data["test"] = resolve.data_file(test_data, "--test-data", file)
+        data["test"] = resolve.data_file(test_data, "--test-data", file, resource.name)
     init = _weights_of(load(trained_task_id)) if trained_task_id else None
     task_id = new_id()
     staged = staging(task_id)
@@ -142,8 +142,12 @@ def new(name: str, type: str, model: str, train_data: str, val_data: str, *, run
         if meta.get("weights") and init is None:  # train from the package's own weights
             shutil.copy2(package / meta["weights"], staged / "package" / meta["weights"])
         (staged / "data").mkdir()
+        links = {}
         for split, path in data.items():
-            shutil.copy2(path, staged / "data" / f"{split}.npz")
+            if isinstance(path, resolve.ClusterFile):
+                links[f"data/{split}.npz"] = str(path)  # already on the cluster: linked there
+            else:
+                shutil.copy2(path, staged / "data" / f"{split}.npz")
         remote = Path(__file__).parent / "remote"
         for script in ("train.py", "infer.py"):
             shutil.copy2(remote / script, staged / script)
@@ -153,7 +157,7 @@ def new(name: str, type: str, model: str, train_data: str, val_data: str, *, run
             spec_json["init_weights"] = "init" + Path(init[0]).suffix
             (staged / spec_json["init_weights"]).write_bytes(init[1])
         (staged / "task.json").write_text(json.dumps(spec_json, indent=1))
-        job_id, task_dir = scheduler.submit(task_id, staged, spec)
+        job_id, task_dir = scheduler.submit(task_id, staged, spec, links)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

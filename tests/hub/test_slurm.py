@@ -124,3 +124,29 @@ def test_hub_run_requests_a_sized_runtime_and_stops_it(hub_profile, trained, dig
     assert accuracy(df, digits["base"] / "inputs_labels.csv") > 0.9
     runs = [rt for rt in get_manager().store.all() if rt.name.startswith("hubrun-")]
     assert runs and all(rt.state.terminal for rt in runs) and runs[-1].spec.cpus == 1
+
+
+def test_data_already_on_the_cluster_is_linked_not_copied(hub_profile, digits, slurm_testbed):
+    from airavata_magic.errors import AiravataError
+
+    base = digits["base"]
+    home = f"/home/{slurm_testbed.user}"
+    r = slurm_testbed.as_user(f"mkdir -p {home}/hubdata && cp {base}/train.npz {home}/hubdata/train.npz")
+    assert r.returncode == 0, r.stderr
+    t = tasks.new("on-cluster", "train", str(EXAMPLE), f"hpc:{home}/hubdata/train.npz", str(base / "val.npz"),
+                  runtime="hub_cpu", file=hub_profile, params={"epochs": 1})
+    assert not (tasks.staging(t.id) / "data" / "train.npz").exists()  # never came through here
+    done = tasks.wait(t.id, timeout=300)
+    assert done.state == "FINISHED", (done.reason, tasks.log_tail(done))
+    link = slurm_testbed.as_user(f"readlink {done.task_dir}/data/train.npz").stdout.strip()
+    assert link == f"{home}/hubdata/train.npz"
+    listing = f"ls {home}/.airavata-magic/tasks"
+    before = slurm_testbed.as_user(listing).stdout.split()
+    with pytest.raises(AiravataError, match="not a readable file on hpc") as e:
+        tasks.new("missing", "train", str(EXAMPLE), f"hpc:{home}/hubdata/nope.npz", str(base / "val.npz"),
+                  runtime="hub_cpu", file=hub_profile)
+    assert "\n" not in str(e.value)
+    assert slurm_testbed.as_user(listing).stdout.split() == before  # nothing half-made left there
+    with pytest.raises(AiravataError, match="is on hpc, but the task runs on local"):
+        tasks.new("elsewhere", "train", str(EXAMPLE), f"hpc:{home}/hubdata/train.npz", str(base / "val.npz"),
+                  runtime="local")
