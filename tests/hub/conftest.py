@@ -117,12 +117,22 @@ def _same_minor(python: str) -> bool:
     return out.stdout.strip() == str(tuple(sys.version_info[:2]))
 
 
+def _others_can_import(python: Path) -> bool:
+    """Whether another user can run ``python`` and import torch and this package with it."""
+    r = subprocess.run(["runuser", "-u", "nobody", "--", str(python), "-c", "import torch, airavata_magic.hub"],
+                       capture_output=True, timeout=120)
+    return r.returncode == 0
+
+
 def make_shared_python() -> Path:
     """An interpreter any user (and Slurm jobs of the test user) can run, with torch, numpy,
     pandas and this package: a venv from /usr/bin/python3 whose .pth points at this checkout's
-    .venv, so the test bed shares the one torch install instead of a second one."""
+    .venv, so the test bed shares the one torch install instead of a second one. Where other users
+    cannot read this checkout (a clone under /root), a venv of its own is installed once instead
+    (from the same local wheels) with a world-readable copy of the package source."""
     if not Path("/usr/bin/python3").exists() or not _same_minor("/usr/bin/python3"):
         raise RuntimeError("the hub's cross-user tests need /usr/bin/python3 of the same minor version as this venv")
+    minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     sp = next(p for p in site.getsitepackages() if p.endswith("site-packages"))
     key = hashlib.sha256(f"{sp}|{ROOT}".encode()).hexdigest()[:12]
     venv = CACHE / f"hub-venv-{key}"
@@ -130,9 +140,25 @@ def make_shared_python() -> Path:
     if not python.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
-        minor = f"python{sys.version_info[0]}.{sys.version_info[1]}"
         (venv / "lib" / minor / "site-packages" / "airavata_shared.pth").write_text(f"{sp}\n{ROOT}\n")
         subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    if _others_can_import(python):
+        return python
+    own = CACHE / "hub-venv-own"
+    python = own / "bin" / "python"
+    if not (own / ".complete").exists():
+        shutil.rmtree(own, ignore_errors=True)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(own)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "safetensors", "numpy", "pandas",
+                        "ipykernel", "fsspec", "pyyaml", "platformdirs"], check=True, timeout=1800)
+        (own / ".complete").touch()
+    src = own / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    shutil.copytree(ROOT / "airavata_magic", src / "airavata_magic", ignore=shutil.ignore_patterns("__pycache__"))
+    (own / "lib" / minor / "site-packages" / "airavata_src.pth").write_text(f"{src}\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(own)], check=True)
+    if not _others_can_import(python):
+        raise RuntimeError(f"{python} cannot import torch and airavata_magic as another user")
     return python
 
 
