@@ -137,10 +137,9 @@ def new(name: str, type: str, model: str, train_data: str, val_data: str, *, run
     task_id = new_id()
     staged = staging(task_id)
     try:
-        shutil.copytree(package, staged / "package", ignore=shutil.ignore_patterns("__pycache__", "weights.*"))
-        meta = json.loads((package / "model.json").read_text())
-        if meta.get("weights") and init is None:  # train from the package's own weights
-            shutil.copy2(package / meta["weights"], staged / "package" / meta["weights"])
+        # The whole package, its own weights included: its load() may read them; a finetune then
+        # replaces them with the trained task's (init_weights).
+        shutil.copytree(package, staged / "package", ignore=shutil.ignore_patterns("__pycache__"))
         (staged / "data").mkdir()
         links = {}
         for split, path in data.items():

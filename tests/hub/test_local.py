@@ -94,7 +94,8 @@ def test_magics_in_a_notebook(notebook_factory, trained, hub_dir, digits, tmp_pa
                                      "AIRAVATA_MAGIC_HUB": str(hub_dir)})
     cell = notebook.ok("df = %model list --name digits\nprint(type(df).__name__, sorted(set(df['name'])))")
     assert "DataFrame" in cell.stdout and "digits-trained" in cell.stdout
-    cell = notebook.ok(f"tid = %task new --name nb --type finetune --model {EXAMPLE} --train-data {d}/train.npz "
+    # a finetune of a published model that carries weights of its own (replaced by the task's)
+    cell = notebook.ok(f"tid = %task new --name nb --type finetune --model digits-trained --train-data {d}/train.npz "
                        f"--val-data {d}/val.npz --runtime local -p epochs 1 --trained-task-id {trained['task'].id}\n"
                        "print('ID', tid)")
     tid = cell.stdout.split("ID ")[1].split()[0]
