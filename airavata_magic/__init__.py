@@ -44,6 +44,9 @@ def load_ipython_extension(ip: Any) -> None:
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
+    from .applications import magics as application_magics  # %application, %resources, %usage
+
+    application_magics.load(ip, manager)
     hub_magics.load(ip, manager)  # %model, %task
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
@@ -97,6 +100,8 @@ _API: dict[str, str] = {
     "RemoteError": "airavata_magic.api:RemoteError",
     "RemoteValue": "airavata_magic.api:RemoteValue",
     "session": "airavata_magic.api.session",
+    "applications": "airavata_magic.applications",  # list/show/add/register (issue 12)
+    "compute": "airavata_magic.compute",  # execute, resources, usage (issue 12)
     "hub": "airavata_magic.hub",  # models, datasets, inference, training tasks
 }
 

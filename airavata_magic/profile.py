@@ -48,6 +48,7 @@ class Profile:
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applications: dict[str, dict[str, str]] = field(default_factory=dict)  # shared registered executables
     hub: dict[str, str] = field(default_factory=dict)  # the model hub's storage (models issue)
 
     def resource(self, name: str) -> Resource:
@@ -120,8 +121,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage", "hub"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or hub")
+        if key not in ("resources", "runtimes", "storage", "applications", "hub"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage, applications or hub")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -209,6 +210,26 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.storage[str(name)] = {"location": checks.text(body["location"])}
         except AiravataError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
+
+    # -- applications: executables registered for everyone who uses this profile (issue 12) ----
+    applications = doc.get("applications") or LineDict()
+    if not isinstance(applications, dict):
+        raise err(doc, "applications", "must be a mapping of names to {resource: R, command: PATH}")
+    for name, body in applications.items():
+        akey = f"applications.{name}"
+        try:
+            checks.key_name(name, "application name")
+        except AiravataError as e:
+            raise err(applications, name, str(e)) from None
+        if not isinstance(body, LineDict) or not {"resource", "command"} <= set(body) \
+                or not set(body) <= {"resource", "command", "description"}:
+            raise err(applications, name, f"{akey} must be {{resource: R, command: PATH[, description: TEXT]}}")
+        if body["resource"] not in profile.resources:
+            raise err(body, "resource", f"{akey}: unknown resource {body['resource']!r}")
+        try:
+            profile.applications[name] = {k: checks.text(v, k) for k, v in body.items()}
+        except AiravataError as e:
+            raise err(body, "command", f"{akey}: {e}") from None
 
     # -- hub: {storage: NAME}: where the model hub lives (a name from storage:) --------------
     hub = doc.get("hub")
