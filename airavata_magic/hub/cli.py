@@ -18,13 +18,16 @@ def _print_table(df: Any, empty: str) -> None:
         print(df.to_string(index=False) if len(df) else empty)
 
 
-def _visibility(args: argparse.Namespace) -> tuple[str | None, str | None]:
+def _visibility(args: argparse.Namespace) -> tuple[str | None, str | None, list[str] | None]:
     chosen = [v for v, on in (("public", args.public), ("private", args.private)) if on]
+    users = [u.strip() for u in args.share_with.split(",") if u.strip()] if args.share_with else None
     if args.group:
         chosen.append("shared")
+    if users:
+        chosen.append("shared")
     if len(chosen) > 1:
-        raise InvalidArgument("choose one of --public, --private, --group GROUP")
-    return (chosen[0] if chosen else None), args.group
+        raise InvalidArgument("choose one of --public, --private, --group GROUP, --share-with USERS")
+    return (chosen[0] if chosen else None), args.group, users
 
 
 def _model(args: argparse.Namespace) -> int:
@@ -41,9 +44,10 @@ def _model(args: argparse.Namespace) -> int:
         for key, value in entry.items():
             print(f"{key:>17}: {value}")
     elif args.model_command == "publish":
-        vis, group = _visibility(args)
+        vis, group, users = _visibility(args)
         meta = {k: v for k, v in (("name", args.name), ("version", args.version)) if v}
-        e = Hub.from_profile(args.file).publish(args.dir, meta, visibility=vis, group=group)
+        e = Hub.from_profile(args.file).publish(args.dir, meta, visibility=vis, group=group,
+                                                shared_with=users)
         print(f"published {e['type']} {e['owner']}/{e['name']} {e['version']} ({e['visibility']}) uuid {e['uuid']}")
     elif args.model_command == "remove":
         print(Hub.from_profile(args.file).remove(args.ref))
@@ -78,9 +82,9 @@ def _task(args: argparse.Namespace) -> int:
         print(tasks.cancel(args.id))
         return 0
     if args.task_command == "publish":
-        vis, group = _visibility(args)
+        vis, group, users = _visibility(args)
         e = tasks.publish(args.id, name=args.model_name, version=args.version, visibility=vis or "private",
-                          group=group, file=args.file)
+                          group=group, shared_with=users, file=args.file)
         print(f"published model {e['owner']}/{e['name']} {e['version']} ({e['visibility']})")
         return 0
     if args.follow:
@@ -111,6 +115,7 @@ def _visibility_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--public", action="store_true", help="visible to every user")
     p.add_argument("--private", action="store_true", help="visible to you only (default)")
     p.add_argument("--group", help="shared with this Unix group")
+    p.add_argument("--share-with", help="shared with these users (comma-separated; POSIX ACLs)")
 
 
 def register(subparsers: Any) -> None:

@@ -19,13 +19,16 @@ _MODEL_ACTIONS = ("list", "show", "publish", "run", "load", "remove")
 _TASK_ACTIONS = ("new", "list", "show", "cancel", "publish")
 
 
-def _visibility(a: Any) -> tuple[str | None, str | None]:
+def _visibility(a: Any) -> tuple[str | None, str | None, list[str] | None]:
     chosen = [v for v, on in (("public", a.public), ("private", a.private)) if on]
+    users = [u.strip() for u in a.share_with.split(",") if u.strip()] if a.share_with else None
     if a.group:
         chosen.append("shared")
+    if users:
+        chosen.append("shared")
     if len(chosen) > 1:
-        raise UsageError("choose one of --public, --private, --group GROUP")
-    return (chosen[0] if chosen else None), a.group
+        raise UsageError("choose one of --public, --private, --group GROUP, --share-with USERS")
+    return (chosen[0] if chosen else None), a.group, users
 
 
 def _need(a: Any, what: str, usage: str) -> str:
@@ -77,6 +80,7 @@ class HubMagics(Magics):
     @argument("--public", action="store_true", help="publish: visible to every user")
     @argument("--private", action="store_true", help="publish: visible to you only (default)")
     @argument("--group", help="publish: shared with this Unix group")
+    @argument("--share-with", help="publish: shared with these users (comma-separated; POSIX ACLs)")
     @argument("--file", help="profile file (the hub is its hub: {storage: NAME})")
     @line_magic
     @_user_errors
@@ -96,10 +100,10 @@ class HubMagics(Magics):
             entry = Hub.from_profile(a.file).get(_need(a, "%model show", "NAME"), kind)
             return pd.DataFrame({"value": [str(v) for v in entry.values()]}, index=list(entry))
         if a.action == "publish":
-            vis, group = _visibility(a)
+            vis, group, users = _visibility(a)
             meta = {k: v for k, v in (("name", a.name), ("version", a.version)) if v}
             e = Hub.from_profile(a.file).publish(_need(a, "%model publish", "DIR (a package folder)"), meta,
-                                                 visibility=vis, group=group)
+                                                 visibility=vis, group=group, shared_with=users)
             print(f"published {e['type']} {e['owner']}/{e['name']} {e['version']} ({e['visibility']}) uuid {e['uuid']}")
             return None
         if a.action == "remove":
@@ -142,6 +146,7 @@ class HubMagics(Magics):
     @argument("--public", action="store_true", help="publish: visible to every user")
     @argument("--private", action="store_true", help="publish: visible to you only (default)")
     @argument("--group", help="publish: shared with this Unix group")
+    @argument("--share-with", help="publish: shared with these users (comma-separated; POSIX ACLs)")
     @argument("--file", help="profile file")
     @line_magic
     @_user_errors
@@ -171,9 +176,9 @@ class HubMagics(Magics):
             print(tasks.cancel(task_id))
             return None
         if a.action == "publish":
-            vis, group = _visibility(a)
+            vis, group, users = _visibility(a)
             e = tasks.publish(task_id, name=a.name, version=a.version, visibility=vis or "private", group=group,
-                              file=a.file)
+                              shared_with=users, file=a.file)
             print(f"published model {e['owner']}/{e['name']} {e['version']} ({e['visibility']}) from {task_id}")
             return None
         return self._show(task_id, a.follow, a.timeout)

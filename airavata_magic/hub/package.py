@@ -94,8 +94,9 @@ def validate(meta: Any, where: str = "model.json", complete: bool = True) -> dic
     vis = meta.get("visibility", "private")
     if vis not in VISIBILITY:
         raise InvalidArgument(f"{where}: field 'visibility' must be public, shared or private (got {vis!r})")
-    if vis == "shared" and not (meta.get("group") or meta.get("shared_with")):
-        raise InvalidArgument(f"{where}: visibility 'shared' needs 'group' (a Unix group) or 'shared_with' (users)")
+    if vis == "shared" and bool(meta.get("group")) == bool(meta.get("shared_with")):
+        raise InvalidArgument(f"{where}: visibility 'shared' needs either 'group' (a Unix group) or 'shared_with' "
+                              "(a list of users), not both")
     if "shared_with" in meta and (not isinstance(meta["shared_with"], list)
                                   or not all(isinstance(u, str) and NAME_RE.match(u) for u in meta["shared_with"])):
         raise InvalidArgument(f"{where}: field 'shared_with' must be a list of user names")

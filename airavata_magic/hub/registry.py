@@ -5,7 +5,8 @@ Layout under the hub's root (``<kind>`` is ``models`` or ``datasets``)::
     <kind>/                          mode 1777: every user adds their own folder, none removes another's
       <owner>/                       0755, owned by <owner>
         <name>/<version>/            public entries: 0755 dirs, 0644 files
-        .shared-<group>/<name>/<version>/   group-shared: 0750/0640, group <group>
+        .shared-g-<group>/<name>/<version>/   shared with a Unix group: 0750/0640, that group
+        .shared-u-<hash>/<name>/<version>/    shared with users: 0700/0600 + one ACL entry per user
         .private/<name>/<version>/   private: 0700/0600
 
 Visibility is what the file system lets each user read: search lists only the entries whose
@@ -16,7 +17,6 @@ and renames it into place: a failed publish leaves nothing visible.
 """
 from __future__ import annotations
 
-import grp
 import json
 import os
 import pwd
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import paths
 from ..errors import InvalidArgument
 from . import package
+from .access import Access, access_for, apply, is_local
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,10 +41,6 @@ COLUMNS = ["name", "version", "owner", "domain", "title", "type", "framework", "
 def _version_key(version: str) -> tuple:
     """Sort 1.10 after 1.9: numeric parts compare as numbers."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in version.replace("-", ".").split("."))
-
-
-def _is_local(fs: Any) -> bool:
-    return type(fs).__name__ == "LocalFileSystem"
 
 
 class Entry(dict):
@@ -84,11 +81,13 @@ class Hub:
 
     # -- publish ---------------------------------------------------------------------------
     def publish(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None, *,
-                visibility: str | None = None, group: str | None = None) -> Entry:
+                visibility: str | None = None, group: str | None = None,
+                shared_with: list[str] | None = None) -> Entry:
         """Publish the package (or dataset) folder ``path``; returns the published entry.
 
         ``metadata`` overrides ``model.json``'s fields; uuid, owner and date are always filled
-        here. ``visibility`` is public, private (default) or shared (with ``group``, a Unix group).
+        here. ``visibility`` is public, private (default) or shared: with ``group`` (a Unix group)
+        or ``shared_with`` (user names, by POSIX ACL). See ``access`` for what each means on disk.
         """
         folder = Path(path).expanduser()
         fields = dict(metadata or {})
@@ -96,35 +95,27 @@ class Hub:
             fields["visibility"] = visibility
         if group is not None:
             fields["group"] = group
+        if shared_with is not None:
+            fields["shared_with"] = list(shared_with)
         meta = package.describe(folder, **fields)
         package.validate(meta, f"{folder}/model.json")
-        if meta.get("shared_with"):
-            raise InvalidArgument("sharing with a list of users needs POSIX ACLs, which this hub does not set; "
-                                  "share with a Unix group instead (--group GROUP)")
-        gid = None
-        if meta["visibility"] == "shared":
-            try:
-                gid = grp.getgrnam(meta["group"]).gr_gid
-            except KeyError:
-                raise InvalidArgument(f"no Unix group {meta['group']!r} on this machine (getent group)") from None
-            if not _is_local(self.fs):
-                raise InvalidArgument("group-shared entries need a hub on a local or mounted file system")
+        access = access_for(meta, self.fs)
         files = package.check_package(folder, meta)
         for other in self._owner_entries(meta["type"], meta["name"]):
             if other["version"] == meta["version"]:
                 raise InvalidArgument(f"{meta['type']} {meta['name']} {meta['version']} is already published "
                                       f"({other['visibility']}); raise 'version' in model.json")
-        bucket = self._bucket(meta["type"], meta["visibility"], meta.get("group"), gid)
+        bucket = self._bucket(meta["type"], access)
         target = f"{bucket}/{meta['name']}/{meta['version']}"
         tmp = f"{bucket}/{meta['name']}/.publishing-{secrets.token_hex(4)}"
-        dmode, fmode = self._modes(meta["visibility"])
-        self._mkdir(f"{bucket}/{meta['name']}", dmode, gid)
+        self._mkdir(f"{bucket}/{meta['name']}", access)
         try:
-            self._mkdir(tmp, dmode, gid)
+            self._mkdir(tmp, access)
             for name in files:
                 self.fs.put_file(str(folder / name), f"{tmp}/{name}")
-                self._chmod(f"{tmp}/{name}", fmode, gid)
-            self._write(f"{tmp}/model.json", json.dumps(meta, indent=1, sort_keys=True), fmode, gid)
+                apply(self.fs, f"{tmp}/{name}", access, is_dir=False)
+            self.fs.pipe_file(f"{tmp}/model.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+            apply(self.fs, f"{tmp}/model.json", access, is_dir=False)
             self._rename(tmp, target)
         except BaseException:
             if self.fs.exists(tmp):
@@ -132,51 +123,30 @@ class Hub:
             raise
         return Entry(meta, path=target)
 
-    def _modes(self, visibility: str) -> tuple[int, int]:
-        return {"public": (0o755, 0o644), "shared": (0o750, 0o640), "private": (0o700, 0o600)}[visibility]
-
-    def _bucket(self, type_: str, visibility: str, group: str | None, gid: int | None) -> str:
+    def _bucket(self, type_: str, access: Access) -> str:
         kind = f"{self.root}/{KINDS[type_]}"
         if not self.fs.exists(kind):
-            self._mkdir(kind, 0o1777, None)  # the first publisher opens it to every user, sticky
+            self._mkdir(kind, Access("", 0o1777, 0o644))  # the first publisher opens it to all, sticky
         mine = f"{kind}/{self.user}"
-        self._mkdir(mine, 0o755, None)
-        if visibility == "public":
+        self._mkdir(mine, Access("", 0o755, 0o644))
+        if not access.bucket:
             return mine
-        sub = f"{mine}/.private" if visibility == "private" else f"{mine}/.shared-{group}"
-        self._mkdir(sub, self._modes(visibility)[0], gid)
-        return sub
+        self._mkdir(f"{mine}/{access.bucket}", access)
+        return f"{mine}/{access.bucket}"
 
-    def _mkdir(self, path: str, mode: int, gid: int | None) -> None:
+    def _mkdir(self, path: str, access: Access) -> None:
         if not self.fs.exists(path):
             self.fs.makedirs(path, exist_ok=True)
-        self._chmod(path, mode, gid)
-
-    def _chmod(self, path: str, mode: int, gid: int | None) -> None:
-        if _is_local(self.fs):
-            if gid is not None:
-                os.chown(path, -1, gid)
-            os.chmod(path, mode)
-        elif hasattr(self.fs, "ftp"):  # fsspec's SFTP filesystem
-            self.fs.ftp.chmod(path, mode)
-        elif hasattr(self.fs, "chmod"):
-            self.fs.chmod(path, mode)
-        else:
-            raise InvalidArgument(f"the hub's storage ({type(self.fs).__name__}) cannot set file permissions, "
-                                  "which is how the hub keeps entries private; use a POSIX location")
+        apply(self.fs, path, access, is_dir=True)
 
     def _rename(self, src: str, dst: str) -> None:
         """One atomic rename (a reader sees the whole entry or none of it)."""
-        if _is_local(self.fs):
+        if is_local(self.fs):
             os.rename(src, dst)
         elif hasattr(self.fs, "ftp"):
             self.fs.ftp.posix_rename(src, dst)
         else:
             self.fs.mv(src, dst, recursive=True)
-
-    def _write(self, path: str, text: str, mode: int, gid: int | None) -> None:
-        self.fs.pipe_file(path, text.encode())
-        self._chmod(path, mode, gid)
 
     # -- search ----------------------------------------------------------------------------
     def _list(self, path: str) -> list[str]:
@@ -187,7 +157,7 @@ class Hub:
 
     def _owner_ok(self, owner_dir: str, owner: str) -> bool:
         """The folder named after ``owner`` really belongs to that user (local file systems)."""
-        if not _is_local(self.fs):
+        if not is_local(self.fs):
             return True
         try:
             return pwd.getpwuid(os.stat(owner_dir).st_uid).pw_name == owner
@@ -201,7 +171,8 @@ class Hub:
             owner = owner_dir.rstrip("/").rsplit("/", 1)[-1]
             if owners is not None and owner not in owners or not self._owner_ok(owner_dir, owner):
                 continue
-            buckets = [owner_dir] + [p for p in self._list(owner_dir) if p.rsplit("/", 1)[-1].startswith((".private", ".shared-"))]
+            buckets = [owner_dir] + [p for p in self._list(owner_dir)
+                                     if p.rsplit("/", 1)[-1].startswith((".private", ".shared-"))]
             for bucket in buckets:
                 for name_dir in self._list(bucket):
                     if name_dir.rsplit("/", 1)[-1].startswith("."):
@@ -283,7 +254,7 @@ class Hub:
         """A local folder with the entry's files (the hub folder itself when the hub is local,
         else a private cache under ``$AIRAVATA_MAGIC_HOME/hub-cache/<uuid>``)."""
         entry = self.get(ref, type_)
-        if _is_local(self.fs):
+        if is_local(self.fs):
             return Path(entry.path)
         dest = paths.home() / "hub-cache" / entry["uuid"]
         if not (dest / "model.json").is_file():

@@ -309,7 +309,7 @@ def cancel(task_id: str) -> str:
 
 
 def publish(task_id: str, *, name: str | None = None, version: str | None = None, visibility: str = "private",
-            group: str | None = None, file: str | None = None):
+            group: str | None = None, shared_with: list[str] | None = None, file: str | None = None):
     """Turn a finished task's weights into a hub model (its package plus the trained weights)."""
     from .registry import Hub
 
@@ -331,6 +331,7 @@ def publish(task_id: str, *, name: str | None = None, version: str | None = None
         meta["version"] = version or f"{meta['version']}+{task.id.lower()}"
         meta["description"] = f"{meta['description']} Trained by task {task.id} ({task.type})."
         (out / "model.json").write_text(json.dumps(meta, indent=1))
-        return Hub.from_profile(file or task.profile).publish(out, visibility=visibility, group=group)
+        return Hub.from_profile(file or task.profile).publish(out, visibility=visibility, group=group,
+                                                             shared_with=shared_with)
     finally:
         shutil.rmtree(out, ignore_errors=True)

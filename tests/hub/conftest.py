@@ -187,4 +187,10 @@ def unix_users() -> dict[str, pwd.struct_passwd]:
             subprocess.run(["useradd", "-m", user], check=True)
     for user in USERS[:2]:
         subprocess.run(["usermod", "-a", "-G", GROUP, user], check=True)
+    if shutil.which("setfacl") is None:  # sharing with named users is done with POSIX ACLs
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "acl"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            subprocess.run(install, env=env, check=True, capture_output=True)
     return {u: pwd.getpwnam(u) for u in USERS}

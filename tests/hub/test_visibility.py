@@ -23,6 +23,7 @@ if action == "publish":
     for name, vis, group in [("alice-private", "private", None), ("alice-shared", "shared", sys.argv[3]),
                              ("alice-public", "public", None)]:
         hub.publish(sys.argv[2], {"name": name}, visibility=vis, group=group)
+    hub.publish(sys.argv[2], {"name": "alice-for-carol"}, visibility="shared", shared_with=["hubcarol"])
     print(json.dumps(sorted(hub.search_models()["name"])))
 elif action == "search":
     df = hub.search_models(name="alice")
@@ -60,11 +61,11 @@ def as_user(user: str, python, hub_path, *args: str):
 def test_private_shared_public_across_users(shared_hub, shared_python):
     hub_path, pkg = shared_hub
     mine = as_user("hubalice", shared_python, hub_path, "publish", str(pkg), GROUP)
-    assert mine == ["alice-private", "alice-public", "alice-shared"]  # the owner sees all three
+    assert mine == ["alice-for-carol", "alice-private", "alice-public", "alice-shared"]  # the owner sees all
     bob = as_user("hubbob", shared_python, hub_path, "search")  # in the group
     assert bob == {"names": ["alice-public", "alice-shared"], "owners": ["hubalice"]}
-    carol = as_user("hubcarol", shared_python, hub_path, "search")  # not in the group
-    assert carol == {"names": ["alice-public"], "owners": ["hubalice"]}
+    carol = as_user("hubcarol", shared_python, hub_path, "search")  # not in the group, but named by alice
+    assert carol == {"names": ["alice-for-carol", "alice-public"], "owners": ["hubalice"]}
     # the enforcement is the file system's: the private model's files cannot be opened at all
     private = next(hub_path.glob("models/hubalice/.private/alice-private/*/model.json"))
     assert as_user("hubbob", shared_python, hub_path, "read", str(private)) == "denied"
