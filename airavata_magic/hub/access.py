@@ -89,6 +89,20 @@ def apply_mode(fs: Any, path: str, mode: int, gid: int | None = None) -> None:
         fs.ftp.chmod(path, mode)
     elif hasattr(fs, "chmod"):
         fs.chmod(path, mode)
+    elif type(fs).__module__.startswith("sshfs"):
+        sftp_call(fs, "chmod", path, mode)
     else:
         raise InvalidArgument(f"the hub's storage ({type(fs).__name__}) cannot set file permissions, "
                               "which is how the hub keeps entries private; use a POSIX location")
+
+
+def sftp_call(fs: Any, method: str, *args: Any) -> Any:
+    """One SFTP request through an ``sshfs`` filesystem (the storage module's SFTP), which has no
+    chmod of its own: its asyncssh SFTP client pool, on its event loop."""
+    from fsspec.asyn import sync
+
+    async def call() -> Any:
+        async with fs._pool.get() as channel:
+            return await getattr(channel, method)(*args)
+
+    return sync(fs.loop, call)

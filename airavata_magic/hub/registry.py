@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import paths
 from ..errors import InvalidArgument
 from . import package
-from .access import Access, access_for, apply, is_local
+from .access import Access, access_for, apply, is_local, sftp_call
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,6 +145,8 @@ class Hub:
             os.rename(src, dst)
         elif hasattr(self.fs, "ftp"):
             self.fs.ftp.posix_rename(src, dst)
+        elif type(self.fs).__module__.startswith("sshfs"):
+            sftp_call(self.fs, "posix_rename", src, dst)
         else:
             self.fs.mv(src, dst, recursive=True)
 

@@ -150,3 +150,28 @@ def test_data_already_on_the_cluster_is_linked_not_copied(hub_profile, digits, s
     with pytest.raises(AiravataError, match="is on hpc, but the task runs on local"):
         tasks.new("elsewhere", "train", str(EXAMPLE), f"hpc:{home}/hubdata/train.npz", str(base / "val.npz"),
                   runtime="local")
+
+
+def test_a_hub_on_the_storage_modules_sftp(slurm_testbed, tmp_path):
+    """The filesystem the storage module gives for ``sftp://`` (sshfs over asyncssh, host keys
+    checked): permissions and the atomic rename go through its own SFTP client."""
+    from sshfs import SSHFileSystem
+
+    from airavata_magic.hub import Hub
+
+    remote = f"/home/{slurm_testbed.user}/hub-sshfs-{tmp_path.name}"
+    subprocess.run(slurm_testbed.ssh_argv("mkdir", "-p", remote), check=True, timeout=60)
+    fs = SSHFileSystem(slurm_testbed.host, port=slurm_testbed.port, username=slurm_testbed.user,
+                       client_keys=[str(slurm_testbed.identity_file)], known_hosts=str(slurm_testbed.known_hosts),
+                       skip_instance_cache=True)
+    try:
+        hub = Hub(fs, remote)
+        entry = hub.publish(EXAMPLE, {"name": "digits-sshfs"}, visibility="private")
+        mode = subprocess.run(slurm_testbed.ssh_argv("stat", "-c", "%a", entry.path, f"{entry.path}/model.py"),
+                              capture_output=True, text=True, timeout=60).stdout.split()
+        assert mode == ["700", "600"]
+        assert list(hub.search_models(name="digits-sshfs")["uuid"]) == [entry["uuid"]]
+        assert (hub.fetch("digits-sshfs") / "model.py").read_bytes() == (EXAMPLE / "model.py").read_bytes()
+        assert not [p for p in fs.find(remote) if ".publishing-" in p]
+    finally:
+        subprocess.run(slurm_testbed.ssh_argv("rm", "-rf", remote), timeout=60)
