@@ -32,6 +32,7 @@ def load_ipython_extension(ip: Any) -> None:
     """Register the magics, the cell router and the remote-error display on an IPython shell."""
     if id(ip) in _loaded:
         return
+    from .hub import magics as hub_magics
     from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
     from .routing import CellRouting, make_router
     from .fanout import magics as fanout_magics
@@ -50,6 +51,7 @@ def load_ipython_extension(ip: Any) -> None:
 
     application_magics.load(ip, manager)
     fanout_magics.load(ip, manager)
+    hub_magics.load(ip, manager)  # %model, %task
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
@@ -106,6 +108,7 @@ _API: dict[str, str] = {
     "compute": "airavata_magic.compute",  # execute, resources, usage (issue 12)
     "storage": "airavata_magic.storage",  # locations, copy, dataset, push_vars/pull_vars (issue 9)
     "fanout": "airavata_magic.fanout",  # am.fanout.run / gather / retry / plot_hits / scale_run
+    "hub": "airavata_magic.hub",  # models, datasets, inference, training tasks
 }
 
 

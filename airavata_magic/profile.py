@@ -62,6 +62,7 @@ class Profile:
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
     datasets: dict[str, str] = field(default_factory=dict)  # {registry: STORAGE:PATH} (issue on data)
     applications: dict[str, dict[str, str]] = field(default_factory=dict)  # shared registered executables
+    hub: dict[str, str] = field(default_factory=dict)  # the model hub's storage (models issue)
 
     def resource(self, name: str) -> Resource:
         try:
@@ -133,8 +134,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage", "datasets", "applications"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage, datasets or applications")
+        if key not in ("resources", "runtimes", "storage", "datasets", "applications", "hub"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage, datasets, applications or hub")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -258,6 +259,15 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.applications[name] = {k: checks.text(v, k) for k, v in body.items()}
         except AiravataError as e:
             raise err(body, "command", f"{akey}: {e}") from None
+
+    # -- hub: {storage: NAME}: where the model hub lives (a name from storage:) --------------
+    hub = doc.get("hub")
+    if hub is not None:
+        if not isinstance(hub, LineDict) or set(hub) != {"storage"}:
+            raise err(doc, "hub", "hub must be exactly {storage: NAME}, NAME from the storage: section")
+        if str(hub["storage"]) not in profile.storage:
+            raise err(hub, "storage", f"hub.storage: {hub['storage']!r} is not in the storage: section")
+        profile.hub = {"storage": str(hub["storage"])}
     return profile
 
 

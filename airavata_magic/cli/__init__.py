@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "airavata_magic.storage.cli",
     "airavata_magic.applications.cli",
     "airavata_magic.fanout.cli",
+    "airavata_magic.hub.cli",
 )
 
 
