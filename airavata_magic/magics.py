@@ -6,19 +6,20 @@ cell's error, shown with the remote traceback.
 from __future__ import annotations
 
 import ast
-import functools
-import html
-import sys
-from typing import Any, Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
-from .errors import AiravataError, RuntimeFailed
-from .manager import RuntimeManager, auth_rows, format_seconds, print_state_changes
-from .relay import CellOutcome, NotebookSink
+from . import checks
+from .errors import RuntimeFailed
+from .manager import RuntimeManager
+from .relay import CellInterrupted, CellOutcome, NotebookSink
+from .routing import CellRouting
 from .runtime import LOCAL, Runtime, validate_name
+from .usage import parse, user_errors
+from .views import auth_rows, print_state_changes, status_bundle
 
 
 class RemoteCellError(Exception):
@@ -29,11 +30,17 @@ class RemoteCellError(Exception):
 
 
 def remote_error(outcomes: list[CellOutcome]) -> RemoteCellError:
-    """One local exception for the failed outcomes, named like the (first) remote one."""
+    """One local exception for the failed outcomes, named like the (first) remote one.
+
+    A remote ``KeyboardInterrupt`` becomes one here too (callers see an interrupt), shown like
+    any remote error with the remote kernel's own traceback, not this package's frames."""
     failed = [o for o in outcomes if o.status != "ok"]
     first = failed[0].error or {}
     ename = str(first.get("ename") or "RemoteError")
-    cls = type(ename if ename.isidentifier() else "RemoteError", (RemoteCellError,), {})
+    bases: tuple[type, ...] = (RemoteCellError,)
+    if ename == "KeyboardInterrupt":
+        bases = (RemoteCellError, KeyboardInterrupt)
+    cls = type(ename if ename.isidentifier() else "RemoteError", bases, {})
     evalue = str(first.get("evalue") or "")
     err = cls(evalue)
     err.runtime = ",".join(str(o.label) for o in failed)
@@ -86,62 +93,14 @@ def local_value(content: dict[str, Any], runtime: str) -> Any:
     return RemoteResult(data, content.get("metadata") or {}, runtime)
 
 
-def one_line(message: str) -> str:
-    """A message on one line: control characters from user input shown escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message).strip())
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Turn this package's errors into one-line UsageErrors (no traceback from deep inside)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except RuntimeFailed as e:
-            if e.log_tail:
-                print("--- log tail ---\n" + e.log_tail, file=sys.stderr, flush=True)
-            raise UsageError(one_line(str(e))) from None
-        except AiravataError as e:
-            raise UsageError(one_line(str(e))) from None
-        except UsageError as e:
-            raise UsageError(one_line(str(e))) from None
-        except ValueError as e:  # e.g. unbalanced quotes in an argument string
-            raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
-
-    return wrapper
-
-
-def parse(magic: Callable, line: str):
-    try:
-        return parse_argstring(magic, line)
-    except ValueError as e:
-        raise UsageError(one_line(f"cannot parse the arguments: {e}")) from None
-
-
-def _status_bundle(rt: Runtime, elapsed: float, tail: str = "") -> dict[str, str]:
-    left = format_seconds(rt.time_left())
-    fields = [("runtime", rt.name), ("resource", rt.resource), ("state", rt.state.value),
-              ("reason", rt.reason or "-"), ("job id", rt.job_id or "-"), ("node", rt.node or "-"),
-              ("elapsed", f"{elapsed:.1f} s")] + ([("walltime left", left)] if left else [])
-    text = "  ".join(f"{k}: {v}" for k, v in fields)
-    rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
-                   f"{html.escape(str(v))}</td></tr>" for k, v in fields)
-    body = f"<table>{rows}</table>"
-    if tail:
-        text += "\n" + tail
-        body += f"<pre>{html.escape(tail)}</pre>"
-    return {"text/plain": text, "text/html": body}
-
-
 @magics_class
 class RuntimeMagics(Magics):
     """``%request_runtime``, ``%switch_runtime``, ``%%run_on`` and friends."""
 
-    def __init__(self, shell, manager: RuntimeManager) -> None:
+    def __init__(self, shell: Any, manager: RuntimeManager, routing: CellRouting) -> None:
         super().__init__(shell)
         self.manager = manager
-        self.running_local = False  # %%run_on local: run the cell here, unrouted
+        self.routing = routing
 
     # -- resources ---------------------------------------------------------------------------
     @magic_arguments()
@@ -187,14 +146,7 @@ class RuntimeMagics(Magics):
     def wait_for_runtime(self, line: str) -> None:
         """Block until the runtime's kernel answers; fail at once with the reason if it cannot start."""
         a = parse(self.wait_for_runtime, line)
-        timeout = None
-        if a.timeout is not None:
-            try:
-                timeout = float(a.timeout)
-                if not 0 < timeout < 10**7:
-                    raise ValueError
-            except ValueError:
-                raise UsageError(f"invalid --timeout {a.timeout!r}: give a positive number of seconds") from None
+        timeout = None if a.timeout is None else checks.seconds(a.timeout, "--timeout")
         name = validate_name(a.name)
         if a.live:
             from IPython.display import display
@@ -202,11 +154,10 @@ class RuntimeMagics(Magics):
             handle = None
             rt0 = self.manager.get(name)
 
-            def update(rt: Runtime, elapsed: float) -> None:
+            def update(rt: Runtime, elapsed: float, log_tail: str = "") -> None:
                 nonlocal handle
-                obs = self.manager.last_observation.get(rt.name)
-                tail = "\n".join((obs.log_tail if obs else "").splitlines()[-6:])
-                bundle = _status_bundle(rt, elapsed, tail)
+                tail = "\n".join(log_tail.splitlines()[-6:])
+                bundle = status_bundle(rt, elapsed, tail)
                 if handle is None:
                     handle = display(bundle, raw=True, display_id=True)
                 else:
@@ -216,7 +167,7 @@ class RuntimeMagics(Magics):
                 rt = self.manager.wait(name, timeout=timeout, on_update=update)
             except RuntimeFailed as e:
                 if handle is not None:
-                    handle.update(_status_bundle(self.manager.get(name), 0.0, e.log_tail), raw=True)
+                    handle.update(status_bundle(self.manager.get(name), 0.0, e.log_tail), raw=True)
                 raise
             print(f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})")
         else:
@@ -249,9 +200,15 @@ class RuntimeMagics(Magics):
             return self._run_here(cell)
         if not cell.strip():
             return None
-        outcomes = self.manager.run(names, cell, NotebookSink(labelled=len(names) > 1),
-                                    allow_stdin=bool(getattr(getattr(self.shell, "kernel", None), "_allow_stdin", True)))
-        self.manager.last_routed = names
+        try:
+            outcomes = self.manager.run(names, cell, NotebookSink(labelled=len(names) > 1),
+                                        allow_stdin=bool(getattr(getattr(self.shell, "kernel", None), "_allow_stdin", True)))
+        except CellInterrupted as e:
+            # Show how the remote cells ended (their own KeyboardInterrupt), not our frames.
+            if all(o.status == "ok" for o in e.outcomes):
+                raise KeyboardInterrupt from None  # they had all finished: a plain local interrupt
+            outcomes = e.outcomes
+        self.routing.note_ran_on(names)
         if any(o.status != "ok" for o in outcomes):
             raise remote_error(outcomes)
         if len(outcomes) == 1:
@@ -266,11 +223,8 @@ class RuntimeMagics(Magics):
         return None
 
     def _run_here(self, cell: str) -> Any:
-        self.running_local = True
-        try:
+        with self.routing.running_here():
             result = self.shell.run_cell(cell, store_history=False)
-        finally:
-            self.running_local = False
         if result.error_before_exec or result.error_in_exec:
             raise UsageError("the cell failed locally (see above)")
         return None

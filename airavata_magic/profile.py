@@ -7,108 +7,29 @@ The ``local`` resource always exists, with or without a file.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import paths
-from .backends import KINDS, Resource, backend_class
+from . import checks, paths
 from .errors import AiravataError, ProfileError
-from .runtime import LOCAL, SPEC_FIELDS, RuntimeSpec, validate_name
+from .runtime import LOCAL, SPEC_FIELDS, RuntimeSpec
+from .yamlfile import FileFormatError, LineDict, parse_yaml
 
 PROFILE_NAME = "cybershuttle.yml"
 
 
-# -- reusable validators for backends' profile_keys ------------------------------------------
-def text(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"expected text, got {type(value).__name__}")
-    s = str(value)
-    if not s.strip() or any(ord(c) < 32 for c in s):
-        raise ValueError("expected non-empty text on one line")
-    return s
-
-
-def port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise ValueError(f"expected a port number 1-65535, got {value!r}")
-    return value
-
-
-def path(value: Any) -> str:
-    """A path; ``~`` is kept (it may be expanded on the remote side)."""
-    s = text(value)
-    if "\x00" in s:
-        raise ValueError("path contains a NUL byte")
-    return s
-
-
-def text_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ValueError(f"expected a list of text, got {type(value).__name__}")
-    out = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise ValueError(f"expected a list of text, found {item!r}")
-        out.append(str(item))
-    return out
-
-
-def text_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a mapping of text to text, got {type(value).__name__}")
-    return {text(k): text(v) for k, v in value.items()}
-
-
-def mapping_list(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ValueError("expected a list of mappings")
-    return [dict(v) for v in value]
-
-
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-# -- YAML with line numbers ------------------------------------------------------------------
-class _LineDict(dict):
-    """A mapping that remembers the line of each key (1-based)."""
-
-    line: int = 0
-    lines: dict[Any, int]
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    out = _LineDict()
-    out.line = node.start_mark.line + 1
-    out.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, (str, int, float, bool)) or key is None:
-            raise yaml.MarkedYAMLError(problem="a key must be plain text", problem_mark=key_node.start_mark)
-        if key in out:
-            raise yaml.MarkedYAMLError(problem=f"duplicate key '{key}'", problem_mark=key_node.start_mark)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 # -- the profile -----------------------------------------------------------------------------
+@dataclass
+class Resource:
+    """One entry of the profile's ``resources:`` section, validated."""
+
+    name: str
+    kind: str
+    settings: dict[str, Any]  # validated keys of this kind, without `kind`
+    source: str = "<built-in>"  # file:line it came from, for messages
+
+
 @dataclass
 class Preset:
     """A named runtime preset from ``runtimes:``."""
@@ -121,6 +42,8 @@ class Preset:
 
 @dataclass
 class Profile:
+    """A validated profile: resources (``local`` always among them), presets, storage."""
+
     path: str | None  # None when no file was found: only `local` exists
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
@@ -179,27 +102,21 @@ def load_profile(explicit: str | None = None) -> Profile:
         raise ProfileError(str(p), None, None, "not UTF-8 text") from None
 
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-
-
 def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
     """Parse and validate profile text. Raises ``ProfileError`` naming file, line and key."""
+    from .backends import KINDS, backend_class  # the backend registry imports no client library
+
     try:
-        doc = yaml.load(source, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        raise ProfileError(filename, line, None, f"not valid YAML: {e.problem or e}") from None
-    except yaml.YAMLError as e:
-        raise ProfileError(filename, None, None, f"not valid YAML: {e}") from None
+        doc = parse_yaml(source, filename)
+    except FileFormatError as e:
+        raise ProfileError(filename, e.line, None, e.message) from None
     if doc is None:
-        doc = _LineDict()
-        doc.lines = {}
-    if not isinstance(doc, _LineDict):
+        doc = LineDict()
+    if not isinstance(doc, LineDict):
         raise ProfileError(filename, 1, None, "the top level must be a mapping with resources:, runtimes:, storage:")
 
-    def err(d: _LineDict, key: Any, msg: str) -> ProfileError:
-        return ProfileError(filename, d.lines.get(key, d.line) if isinstance(d, _LineDict) else None, str(key), msg)
+    def err(d: LineDict, key: Any, msg: str) -> ProfileError:
+        return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
         if key not in ("resources", "runtimes", "storage"):
@@ -207,14 +124,16 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
-    resources = doc.get("resources") or _LineDict()
+    resources = doc.get("resources") or LineDict()
     if not isinstance(resources, dict):
         raise err(doc, "resources", "must be a mapping of resource names to settings")
     for name, body in resources.items():
         rkey = f"resources.{name}"
-        if not isinstance(name, str) or not _KEY_RE.match(name):
-            raise err(resources, name, "resource names use letters, digits, '_', '.', '-'")
-        if not isinstance(body, _LineDict):
+        try:
+            checks.key_name(name, "resource name")
+        except AiravataError:
+            raise err(resources, name, "resource names use letters, digits, '_', '.', '-'") from None
+        if not isinstance(body, LineDict):
             raise err(resources, name, "must be a mapping with at least kind:")
         kind = body.get("kind")
         if kind is None:
@@ -242,18 +161,18 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         line = body.line
         profile.resources[name] = Resource(name=name, kind=kind, settings=settings, source=f"{filename}:{line}")
 
-    presets = doc.get("runtimes") or _LineDict()
+    presets = doc.get("runtimes") or LineDict()
     if not isinstance(presets, dict):
         raise err(doc, "runtimes", "must be a mapping of preset names to settings")
     for name, body in presets.items():
         pkey = f"runtimes.{name}"
         try:
-            validate_name(str(name))
+            checks.runtime_name(str(name))
         except AiravataError as e:
             raise err(presets, name, str(e)) from None
         if name == LOCAL:
             raise err(presets, name, "'local' is the notebook's own kernel; choose another preset name")
-        if not isinstance(body, _LineDict):
+        if not isinstance(body, LineDict):
             raise err(presets, name, "must be a mapping, e.g. {resource: hpc, cpus: 4}")
         resource, use, values = None, [], {}
         for key, value in body.items():
@@ -263,7 +182,7 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
                 resource = value
             elif key == "use":
                 try:
-                    use = parse_use(value if isinstance(value, str) else ",".join(text_list(value)), profile)
+                    use = parse_use(value if isinstance(value, str) else ",".join(checks.text_list(value)), profile)
                 except (ValueError, AiravataError) as e:
                     raise err(body, key, f"{pkey}: {e}") from None
             elif key in SPEC_FIELDS:
@@ -279,15 +198,15 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             raise ProfileError(filename, body.line, pkey, "needs resource: (or use:)")
         profile.presets[name] = Preset(name=name, resource=resource, use=[u for u in use], spec=spec)
 
-    storage = doc.get("storage") or _LineDict()
+    storage = doc.get("storage") or LineDict()
     if not isinstance(storage, dict):
         raise err(doc, "storage", "must be a mapping of names to {location: ...}")
     for name, body in storage.items():
-        if not isinstance(body, _LineDict) or set(body) != {"location"}:
+        if not isinstance(body, LineDict) or set(body) != {"location"}:
             raise err(storage, name, f"storage.{name} must be exactly {{location: PATH_OR_URL}}")
         try:
-            profile.storage[str(name)] = {"location": text(body["location"])}
-        except ValueError as e:
+            profile.storage[str(name)] = {"location": checks.text(body["location"])}
+        except AiravataError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
     return profile
 

@@ -8,9 +8,10 @@ that its value becomes the cell's ``Out``/``_`` exactly like a local result.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
-from typing import Callable
+from typing import Callable, Iterator
 
 from .runtime import LOCAL
 
@@ -39,6 +40,41 @@ def runtime_after(magic: str, args: str, current: str) -> str:
         if "--all" in parts or current in parts:
             return LOCAL
     return current
+
+
+class CellRouting:
+    """The one owner of per-cell routing state, shared by the magics and the session recorder.
+
+    ``ran_on`` names the runtimes the current cell ran on (``[]``: the notebook's own kernel); it is
+    reset before every cell. While ``running_here()`` is active (``%%run_on local``) cells are not
+    routed, so a local cell inside it stays local whatever runtime is current.
+    """
+
+    def __init__(self) -> None:
+        self.ran_on: list[str] = []
+        self._here = 0
+
+    def reset(self, *_event_args: object) -> None:
+        """Start of a cell (IPython ``pre_run_cell``): nothing has run anywhere yet."""
+        self.ran_on = []
+
+    def note_ran_on(self, names: list[str]) -> None:
+        """The current cell ran on these runtimes."""
+        self.ran_on = list(names)
+
+    @contextlib.contextmanager
+    def running_here(self) -> Iterator[None]:
+        """Run code in the notebook's kernel, unrouted, for the duration of the block."""
+        self._here += 1
+        try:
+            yield
+        finally:
+            self._here -= 1
+
+    @property
+    def enabled(self) -> bool:
+        """Whether cells are routed now."""
+        return self._here == 0
 
 
 def make_router(get_current: Callable[[], str], line_magics: set[str], cell_magics: set[str],

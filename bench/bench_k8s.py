@@ -24,38 +24,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jupyter_client import BlockingKernelClient, KernelManager  # noqa: E402
 
-from airavata_magic.backends.base import Resource  # noqa: E402
+from airavata_magic.profile import Resource  # noqa: E402
 from airavata_magic.backends.kubernetes import KubernetesBackend  # noqa: E402
 from airavata_magic.relay import KernelLink, run_cell  # noqa: E402
+from common import NullSink, ms  # noqa: E402
 from airavata_magic.runtime import Runtime, RuntimeSpec  # noqa: E402
 
 IMAGE = "sim/kernel:1"
-
-
-def p(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
-def ms(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1000:7.2f} ms   p95 {p(values, 0.95) * 1000:7.2f} ms"
-
-
-class NullSink:
-    """Drops relayed output: the bench measures transport and relay, not display."""
-
-    def stream(self, label: str | None, name: str, text: str) -> None: ...
-    def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None: ...
-    def clear_output(self, label: str | None, wait: bool) -> None: ...
-    def input(self, label: str | None, prompt: str, password: bool) -> str:
-        return ""
 
 
 def raw_cell(kc: BlockingKernelClient, code: str = "1+1") -> float:

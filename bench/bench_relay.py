@@ -14,53 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from jupyter_client import BlockingKernelClient  # noqa: E402
 
-from tests.conftest import NotebookKernel  # noqa: E402  (the same real-kernel driver the tests use)
-
-
-def roundtrip(kc, code: str) -> tuple[float, int]:
-    """Send a cell, wait for its execute_reply and its idle status; return seconds and the
-    number of stream characters seen."""
-    t0 = time.perf_counter()
-    msg_id = kc.execute(code)
-    replied = idle = False
-    nbytes = 0
-    while not (replied and idle):
-        if not replied:
-            try:
-                r = kc.shell_channel.get_msg(timeout=1 if idle else 0)
-                replied = r["parent_header"].get("msg_id") == msg_id
-            except queue.Empty:
-                pass
-        if idle:
-            continue
-        try:
-            m = kc.iopub_channel.get_msg(timeout=0.001 if not replied else 1)
-        except queue.Empty:
-            continue
-        if m["parent_header"].get("msg_id") != msg_id:
-            continue
-        if m["msg_type"] == "stream":
-            nbytes += len(m["content"]["text"])
-        elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
-            idle = True
-    return time.perf_counter() - t0, nbytes
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p * len(xs)))]
+from common import ROOT, pct, roundtrip, run_ok, start_kernel, stop_kernel  # noqa: E402
 
 
 def main() -> None:
@@ -72,24 +32,24 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="bench-relay-")
     env = {**os.environ, "AIRAVATA_MAGIC_HOME": home, "PYTHONPATH": str(ROOT)}
     env.pop("AIRAVATA_MAGIC_PROFILE", None)
-    nb = NotebookKernel(env, Path(home))
+    km, kc = start_kernel(env, home)
     try:
-        nb.ok("%request_runtime bench --resource local")
-        nb.ok("%wait_for_runtime bench")
+        run_ok(kc, "%load_ext airavata_magic")
+        run_ok(kc, "%request_runtime bench --resource local")
+        run_ok(kc, "%wait_for_runtime bench")
         conn = json.loads((Path(home) / "runtimes" / "bench.json").read_text())["backend_state"]["connection_file"]
         raw = BlockingKernelClient(connection_file=conn)
         raw.load_connection_file()
         raw.start_channels()
         raw.wait_for_ready(timeout=30)
-        kc = nb.kc
         routed, local, direct = [], [], []
         block = 50
         for _ in range(max(1, a.runs // block)):
-            nb.ok("%switch_runtime bench")
+            run_ok(kc, "%switch_runtime bench")
             for _ in range(3):
                 roundtrip(kc, "1+1")  # settle
             routed += [roundtrip(kc, "1+1")[0] for _ in range(block)]
-            nb.ok("%switch_runtime local")
+            run_ok(kc, "%switch_runtime local")
             local += [roundtrip(kc, "1+1")[0] for _ in range(block)]
             direct += [roundtrip(raw, "1+1")[0] for _ in range(block)]
         ms = lambda x: x * 1000  # noqa: E731
@@ -105,7 +65,7 @@ def main() -> None:
         lines = a.mb * 1024
         code = f"line = 'x' * 1023\nfor _ in range({lines}):\n    print(line)"
         relay_t, raw_t = [], []
-        nb.ok("%switch_runtime bench")
+        run_ok(kc, "%switch_runtime bench")
         for _ in range(a.repeats):
             t, n = roundtrip(kc, code)
             assert n >= lines * 1024, (n, lines * 1024)
@@ -113,7 +73,7 @@ def main() -> None:
             t, n = roundtrip(raw, code)
             assert n >= lines * 1024
             raw_t.append(t)
-        nb.ok("%switch_runtime local")
+        run_ok(kc, "%switch_runtime local")
         R, W = statistics.median(relay_t), statistics.median(raw_t)
         print(f"streamed output, {a.mb} MB in 1 KB lines, {a.repeats} runs each (median):")
         print(f"  through relay : {R:6.2f} s = {a.mb / R:6.1f} MB/s")
@@ -122,9 +82,9 @@ def main() -> None:
         raw.stop_channels()
     finally:
         try:
-            nb.run("%stop_runtime --all", timeout=30)
+            run_ok(kc, "%stop_runtime --all", timeout=30)
         finally:
-            nb.shutdown()
+            stop_kernel(km, kc)
 
 
 if __name__ == "__main__":

@@ -29,21 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from jupyter_client import BlockingKernelClient  # noqa: E402
 
-from airavata_magic.backends.remote_kernel import PORT_NAMES  # noqa: E402
+from airavata_magic.backends.base import PORT_NAMES  # noqa: E402
 from airavata_magic.manager import RuntimeManager  # noqa: E402
-from airavata_magic.profile import load_profile  # noqa: E402
 from airavata_magic.runtime import Runtime, RuntimeStore  # noqa: E402
 from airavata_magic.transport.ssh import SshConnection  # noqa: E402
+from common import NullSink, pct  # noqa: E402
 from tests.slurm import testbed  # noqa: E402
-
-
-class NullSink:
-    """Swallows a cell's output (the benchmark measures the round trip, not the display)."""
-
-    def stream(self, label, name, text): pass
-    def display(self, label, msg_type, content): pass
-    def clear_output(self, label, wait): pass
-    def input(self, label, prompt, password): return ""
 
 
 def med(xs: list[float]) -> float:
@@ -51,14 +42,18 @@ def med(xs: list[float]) -> float:
 
 
 def p95(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+    return pct(xs, 0.95)
 
 
 def row(what: str, ours: list[float], base: list[float], unit: str = "s", scale: float = 1.0) -> None:
     o, b = med(ours) * scale, med(base) * scale
     print(f"{what:<44} ours {o:8.3f} {unit} (p95 {p95(ours) * scale:.3f})   baseline {b:8.3f} {unit} "
           f"(p95 {p95(base) * scale:.3f})   ratio {o / b:5.2f}x   diff {o - b:+.3f} {unit}")
+
+
+def hpc_backend(manager: RuntimeManager, profile: str):
+    """The manager's own backend of the test bed's ``hpc`` resource (the one its runtimes use)."""
+    return manager.backend_for(Runtime(name="bench-probe", resource="hpc", kind="slurm", profile=profile))
 
 
 def bare_start(manager: RuntimeManager, profile: str, name: str) -> tuple[float, str]:
@@ -68,7 +63,7 @@ def bare_start(manager: RuntimeManager, profile: str, name: str) -> tuple[float,
 
 def bare_many(manager: RuntimeManager, profile: str, names: list[str]) -> tuple[float, str]:
     """sbatch the same job scripts by hand, poll kernel.json over SFTP, forward, kernel_info."""
-    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    backend = hpc_backend(manager, profile)
     rts = [Runtime(name=n, resource="hpc", kind="slurm") for n in names]
     rundirs = [backend.new_run_dir(rt) for rt in rts]
     scripts = [backend.job_script(rt, rd) for rt, rd in zip(rts, rundirs)]  # same job, rendered before the clock
@@ -144,7 +139,7 @@ def wait_idle(conn: SshConnection, timeout: float = 30) -> None:
 
 
 def ours_start(manager: RuntimeManager, profile: str, name: str) -> float:
-    backend = manager._backend(profile, load_profile(profile).resource("hpc"))
+    backend = hpc_backend(manager, profile)
     wait_idle(backend.conn)
     t0 = time.perf_counter()
     rt, _ = manager.request(name, file=profile, resource="hpc")
@@ -220,7 +215,7 @@ def main() -> int:
             one.append(ours_start(manager, profile, f"one{k}"))
             manager.stop(f"one{k}")
             names = [f"m{k}-{i}" for i in range(args.many)]
-            wait_idle(manager._backend(profile, load_profile(profile).resource("hpc")).conn)
+            wait_idle(hpc_backend(manager, profile).conn)
             t0 = time.perf_counter()
             for n in names:
                 _last_jobs.append(manager.request(n, file=profile, resource="hpc")[0].job_id)

@@ -3,22 +3,25 @@
 The job script (``kernels/slurm_job.sh``) runs the profile's setup lines, then
 ``kernels/remote_launcher.py``, which keeps one IPython kernel running in the allocation and
 restarts it on request. Job states come from one ``squeue`` (plus ``sacct`` when present) per
-query for all runtimes of the resource, with back-off (``Backoff``).
+query for all runtimes of the resource, with back-off (``SshLaunchedBackend.observe``).
 """
 from __future__ import annotations
 
 import re
 import secrets
 import shlex
-import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .. import profile as validators
+from .. import checks as validators
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
-from .base import Resource
-from .remote_kernel import SSH_KEYS, Backoff, RemoteKernelBackend, parse_sections, render_job_script, sbatch_options
+from .base import Submission
+from .scripts import parse_sections, render_job_script, sbatch_options
+from .ssh_launched import SSH_KEYS, SshLaunchedBackend
+
+if TYPE_CHECKING:
+    from ..profile import Resource
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED", "STOPPED",
                  "RESIZING", "SIGNALING", "STAGE_OUT"}
@@ -37,7 +40,7 @@ def parse_time_left(text: str) -> float | None:
 
 
 def observation_of(runtime: Runtime, state: str, reason: str, node: str, time_left: str, log: str,
-                   stopping: bool, now: float) -> Observation:
+                   now: float) -> Observation:
     """Map one Slurm job state to what a runtime is (a pure function, unit-tested)."""
     state = state.split()[0].rstrip("+") if state else ""
     reason = "" if reason in ("None", "(null)") else reason
@@ -55,24 +58,22 @@ def observation_of(runtime: Runtime, state: str, reason: str, node: str, time_le
     if state == "TIMEOUT":
         return Observation(RuntimeState.EXPIRED, f"walltime reached ({job} TIMEOUT)", node=node, log_tail=log)
     if state == "CANCELLED":
-        if stopping:
-            return Observation(RuntimeState.STOPPED, "stopped by the user", node=node, log_tail=log)
         return Observation(RuntimeState.STOPPED, f"{job} was cancelled outside airavata-magic (scancel)",
                            node=node, log_tail=log)
     if state == "COMPLETED":
-        return RemoteKernelBackend.ended(runtime, stopping, f"{job} ended: its kernel exited", log)
+        return SshLaunchedBackend.ended(runtime, f"{job} ended: its kernel exited", log)
     if state in FAILED_STATES:
         why = f"{job} {state}" + (f" ({reason})" if reason else "")
         if state == "FAILED" and runtime.state != RuntimeState.READY:
             why += ": the kernel could not start; see the log tail"
-        return RemoteKernelBackend.ended(runtime, stopping, why, log)
+        return SshLaunchedBackend.ended(runtime, why, log)
     if not state:
-        return RemoteKernelBackend.ended(runtime, stopping, f"Slurm no longer knows {job}", log)
+        return SshLaunchedBackend.ended(runtime, f"Slurm no longer knows {job}", log)
     return Observation(RuntimeState.QUEUED if runtime.state in (RuntimeState.REQUESTED, RuntimeState.QUEUED)
                        else runtime.state, f"Slurm state {state}", node=node, log_tail=log)
 
 
-class SlurmBackend(RemoteKernelBackend):
+class SlurmBackend(SshLaunchedBackend):
     """Kernels in Slurm batch jobs, submitted over SSH to the resource's login node."""
 
     kind = "slurm"
@@ -81,10 +82,8 @@ class SlurmBackend(RemoteKernelBackend):
     # The manager's wait loop grows this itself; observe() answers from a cache while fresh.
     poll_interval = 0.1
 
-    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
+    def __init__(self, resource: "Resource", runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
-        self._backoff = Backoff()
-        self._observe_lock = threading.Lock()
         self._estimates: dict[str, str] = {}
 
     # -- the job script ------------------------------------------------------------------
@@ -103,11 +102,7 @@ class SlurmBackend(RemoteKernelBackend):
         )
 
     def _submit(self, script: str, rundir: str, what: str) -> str:
-        rd = shlex.quote(rundir)
-        runtimes = shlex.quote(rundir.rsplit("/", 1)[0])
-        rc, out, err = self.run(
-            f"umask 077 && mkdir -p -- {rd} && chmod 700 -- {runtimes} {rd} && cd -- {rd} && "
-            f"cat > job.sh && sbatch --parsable job.sh", stdin=script)
+        rc, out, err = self.run(self.in_new_run_dir(rundir, "job.sh", "sbatch --parsable job.sh"), stdin=script)
         if rc != 0:
             msg = " ".join((err or out).strip().splitlines()[-2:]) or f"exit code {rc}"
             raise BackendError(f"sbatch refused {what} on {self.resource.name}: {msg}")
@@ -117,30 +112,16 @@ class SlurmBackend(RemoteKernelBackend):
         return job_id
 
     # -- Backend -------------------------------------------------------------------------
-    def request(self, runtime: Runtime) -> None:
+    def request(self, runtime: Runtime) -> Submission:
         rundir = self.new_run_dir(runtime)
-        runtime.job_id = self._submit(self.job_script(runtime, rundir), rundir, f"runtime {runtime.name!r}")
-        runtime.state = RuntimeState.QUEUED
-        runtime.backend_state = {"run_dir": rundir}
+        job_id = self._submit(self.job_script(runtime, rundir), rundir, f"runtime {runtime.name!r}")
         self.invalidate()
+        return Submission(job_id, RuntimeState.QUEUED, {"run_dir": rundir})
 
-    def invalidate(self) -> None:
-        self._backoff.reset()
+    def recorded(self, runtime: Runtime) -> str:
+        return "" if runtime.job_id and _JOB_ID.match(runtime.job_id) else "no Slurm job id recorded"
 
-    def observe(self, runtimes: list[Runtime]) -> dict[str, Observation]:
-        mine = [r for r in runtimes if r.job_id and _JOB_ID.match(r.job_id)]
-        result = {r.name: Observation(RuntimeState.FAILED, "no Slurm job id recorded") for r in runtimes if r not in mine}
-        if not mine:
-            return result
-        key = tuple((r.name, r.job_id, r.state) for r in mine)
-        with self._observe_lock:
-            if self._backoff.fresh(key):
-                return {**result, **self._backoff.value}
-            observed = self._query(mine)
-            self._backoff.store(key, observed)
-        return {**result, **observed}
-
-    def _query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
+    def query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
         """One remote command for all: squeue, sacct when present, and each job's log tail."""
         b = "@@" + secrets.token_hex(6)
         ids = shlex.quote(",".join(r.job_id for r in runtimes if r.job_id))  # digits only, quoted anyway
@@ -167,12 +148,10 @@ class SlurmBackend(RemoteKernelBackend):
         obs = {}
         for i, r in enumerate(runtimes):
             row = rows.get(r.job_id or "", ["", "", "", "", ""])
-            obs[r.name] = observation_of(r, row[1], row[2], row[3], row[4], sections.get(f"log{i}", ""),
-                                         r.name in self._stopping, now)
+            obs[r.name] = observation_of(r, row[1], row[2], row[3], row[4], sections.get(f"log{i}", ""), now)
         return obs
 
     def stop(self, runtime: Runtime) -> None:
-        self._stopping.add(runtime.name)
         if runtime.job_id and _JOB_ID.match(runtime.job_id):
             self.run(["scancel", runtime.job_id])  # quiet when the job is already gone
         self.close_tunnels(runtime)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from ..errors import BackendError, InvalidArgument
 from ..runtime import Observation, Runtime, RuntimeSpec, RuntimeState
-from .base import Resource
-from .remote_kernel import Backoff, RemoteKernelBackend, parse_sections, render_ssh_script
+from .base import Submission
+from .scripts import parse_sections, render_ssh_script
+from .ssh_launched import SshLaunchedBackend
 
 _UNSUPPORTED = ("gpus", "partition", "account", "node", "image")
 
@@ -30,18 +30,14 @@ def _check_spec(spec: RuntimeSpec, resource: str) -> None:
             "drop them or use a slurm resource")
 
 
-class SshBackend(RemoteKernelBackend):
+class SshBackend(SshLaunchedBackend):
     """Kernels started over SSH on one host, without a scheduler."""
 
     kind = "ssh"
     poll_interval = 0.1
+    observe_cap = 3.0
 
-    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
-        super().__init__(resource, runtime_dir)
-        self._backoff = Backoff(cap=3.0)
-        self._observe_lock = threading.Lock()
-
-    def request(self, runtime: Runtime) -> None:
+    def request(self, runtime: Runtime) -> Submission:
         _check_spec(runtime.spec, self.resource.name)
         rundir = self.new_run_dir(runtime)
         extra = ["--ip", "127.0.0.1", "--detach"]
@@ -49,38 +45,21 @@ class SshBackend(RemoteKernelBackend):
             extra += ["--walltime", str(runtime.spec.walltime)]
         script = render_ssh_script(setup=self.settings.get("setup", []),
                                    command=self.launcher_argv(runtime, rundir, *extra))
-        rd = shlex.quote(rundir)
-        runtimes = shlex.quote(rundir.rsplit("/", 1)[0])
         # The channel closes as soon as `echo $!` is done: the kernel's streams go to job.log.
-        rc, out, err = self.run(
-            f"umask 077 && mkdir -p -- {rd} && chmod 700 -- {runtimes} {rd} && cd -- {rd} && cat > run.sh && "
-            "{ nohup sh run.sh > job.log 2>&1 < /dev/null & } && echo $!", stdin=script)
+        rc, out, err = self.run(self.in_new_run_dir(
+            rundir, "run.sh", "{ nohup sh run.sh > job.log 2>&1 < /dev/null & } && echo $!"), stdin=script)
         pid = out.strip().splitlines()[-1] if out.strip() else ""
         if rc != 0 or not pid.isdigit():
             raise BackendError(f"cannot start a kernel on {self.resource.name}: {(err or out).strip()[-300:] or rc}")
-        runtime.job_id = pid
-        runtime.state = RuntimeState.STARTING
-        runtime.node = self.target.host
-        runtime.backend_state = {"run_dir": rundir}
-        if runtime.spec.walltime:
-            runtime.backend_state["ends_at"] = time.time() + runtime.spec.walltime * 60
         self.invalidate()
+        ends_at = time.time() + runtime.spec.walltime * 60 if runtime.spec.walltime else None
+        return Submission(pid, RuntimeState.STARTING, {"run_dir": rundir}, node=self.target.host, ends_at=ends_at)
 
-    def invalidate(self) -> None:
-        self._backoff.reset()
+    def recorded(self, runtime: Runtime) -> str:
+        ok = runtime.job_id and runtime.job_id.isdigit() and "run_dir" in runtime.backend_state
+        return "" if ok else "no process id recorded"
 
-    def observe(self, runtimes: list[Runtime]) -> dict[str, Observation]:
-        mine = [r for r in runtimes if r.job_id and r.job_id.isdigit() and "run_dir" in r.backend_state]
-        result = {r.name: Observation(RuntimeState.FAILED, "no process id recorded") for r in runtimes if r not in mine}
-        if not mine:
-            return result
-        key = tuple((r.name, r.job_id, r.state) for r in mine)
-        with self._observe_lock:
-            if not self._backoff.fresh(key):
-                self._backoff.store(key, self._query(mine))
-            return {**result, **self._backoff.value}
-
-    def _query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
+    def query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
         b = "@@" + secrets.token_hex(6)
         parts = []
         for i, r in enumerate(runtimes):
@@ -98,24 +77,21 @@ class SshBackend(RemoteKernelBackend):
             lines = sections.get(f"state{i}", "").split("\n")
             word, detail = lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
             log = sections.get(f"log{i}", "")
-            stopping = r.name in self._stopping
-            ends_at = r.backend_state.get("ends_at")
+            # Records of older versions kept the walltime end in backend_state.
+            ends_at = r.ends_at or r.backend_state.get("ends_at")
             if word == "alive":
                 keep = RuntimeState.READY if r.state == RuntimeState.READY else RuntimeState.STARTING
                 obs[r.name] = Observation(keep, "", node=self.target.host, log_tail=log, ends_at=ends_at)
             elif word == "exit":
                 m = re.match(r"^(-?\d+)\s*(.*)$", detail)
                 code, why = (int(m.group(1)), m.group(2)) if m else (1, detail)
-                if code == 0 and "stopped on request" in why:
-                    stopping = True
-                obs[r.name] = self.ended(r, stopping, f"kernel process {r.job_id} ended: {why}", log,
-                                         expired=code == 124)
+                obs[r.name] = self.ended(r, f"kernel process {r.job_id} ended: {why}", log, expired=code == 124,
+                                         stopped=code == 0 and "stopped on request" in why)
             else:
-                obs[r.name] = self.ended(r, stopping, f"kernel process {r.job_id} is gone (killed?)", log)
+                obs[r.name] = self.ended(r, f"kernel process {r.job_id} is gone (killed?)", log)
         return obs
 
     def stop(self, runtime: Runtime) -> None:
-        self._stopping.add(runtime.name)
         if runtime.job_id and runtime.job_id.isdigit() and "run_dir" in runtime.backend_state:
             rd = shlex.quote(self.rundir(runtime))
             # The flag covers a launcher that is busy; the signal makes it act at once.

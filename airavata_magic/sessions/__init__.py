@@ -1,1 +1,1 @@
-"""Sessions, templates, replay and the kernel provisioner."""
+"""Sessions: the journal of executed cells, redaction, export, templates, sweeps and replay."""

@@ -218,12 +218,6 @@ class SessionStore:
             raise InvalidArgument(f"no session named {name!r} (sessions: {known}); "
                                   f"record one with %session start {name}") from None
 
-    def notebook(self, name: str):
-        """The session as an ``nbformat.NotebookNode``."""
-        import nbformat
-
-        return nbformat.from_dict(self.read(name))
-
     def all(self) -> Iterator[SessionInfo]:
         for p in sorted(self.root.glob("*.ipynb")):
             meta = read_tail_metadata(p) or {}

@@ -12,8 +12,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from ..magics import parse as _parse
-from ..magics import user_errors as _user_errors
+from ..routing import CellRouting
+from ..usage import parse as _parse
+from ..usage import user_errors as _user_errors
 from .recorder import Recorder
 
 # export, templates and nbformat are imported when a magic needs them: loading the extension
@@ -138,9 +139,9 @@ class SessionMagics(Magics):
         raise UsageError(f"template {a.name!r} failed ({result.error}); output: {result.output}")
 
 
-def load(ip: Any, manager: Any) -> None:
+def load(ip: Any, manager: Any, routing: CellRouting | None = None) -> None:
     """Register ``%session``/``%template`` and the recorder's event hooks on ``ip``."""
-    recorder = Recorder(ip, manager)
+    recorder = Recorder(ip, manager, routing=routing)
     ip.register_magics(SessionMagics(ip, manager, recorder))
     ip.events.register("pre_run_cell", recorder.pre_run_cell)
     ip.events.register("post_run_cell", recorder.post_run_cell)

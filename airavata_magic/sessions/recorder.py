@@ -5,12 +5,15 @@ What it hooks (documented IPython events, nothing patched):
 - ``pre_run_cell``: the cell as the user typed it (``info.raw_cell``) and the id of the
   ``execute_request`` it belongs to (``kernel.get_parent('shell')``);
 - ``post_run_cell``: its status, execution count, and the runtimes it ran on
-  (``manager.last_routed``; [] = the notebook kernel itself).
+  (``CellRouting.ran_on``; [] = the notebook kernel itself).
 
 Outputs come from the notebook kernel's own iopub socket: a background thread subscribes to it
-like a second frontend and groups messages by their parent ``msg_id``. It therefore sees exactly
-what JupyterLab or papermill sees, relayed remote output included. A cell is written when its
-``idle`` status arrives, i.e. when the frontend also considers it complete.
+like a second frontend (through the relay's ``KernelLink``) and groups messages by their parent
+``msg_id``. It therefore sees exactly what JupyterLab or papermill sees, relayed remote output
+included. A cell is written in ``post_run_cell``, i.e. before its ``execute_reply`` leaves: a
+marker published behind the cell's output (``relay.mark_iopub``) tells when the listener has
+received all of it. So a cell whose reply the frontend holds is in the journal, even if the
+kernel is killed right after.
 """
 from __future__ import annotations
 
@@ -19,18 +22,22 @@ import os
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AiravataError, InvalidArgument
+from ..relay import mark_iopub
 from ..runtime import LOCAL
 from . import journal
+from .listener import IOPubListener
 from .redact import Redactor
 
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error")
 # Lines of these magics are about recording itself; they are neither recorded nor replayed.
 SELF_MAGICS = ("session", "template")
+# How long post_run_cell waits for the listener to catch up with a cell's output before writing
+# the cell with what arrived (a cell is never lost for want of its last output).
+CATCH_UP_TIMEOUT = 5.0
 
 
 def strip_self_magics(code: str) -> str:
@@ -67,9 +74,11 @@ class _Cell:
 class Recorder:
     """Owns the active session of this kernel (at most one)."""
 
-    def __init__(self, shell: Any, manager: Any = None, store: journal.SessionStore | None = None) -> None:
+    def __init__(self, shell: Any, manager: Any = None, store: journal.SessionStore | None = None,
+                 routing: Any = None) -> None:
         self.shell = shell
         self.manager = manager
+        self.routing = routing  # routing.CellRouting: where the current cell ran
         self._store = store
         self.name: str | None = None
         self.journal: journal.JournalFile | None = None
@@ -80,8 +89,9 @@ class Recorder:
         self._displays: dict[str, list[tuple[Any, int]]] = {}  # display_id -> [(cell or index, output index)]
         self._depth = 0
         self._current: str | None = None
-        self._listener: _IOPubListener | None = None
-        self._last_busy: str | None = None
+        self._listener: IOPubListener | None = None
+        self._marks = 0  # markers published so far (see _catch_up)
+        self._mark_seen: str | None = None  # the last marker the listener received
         self._lockfd: int | None = None
         self._failed: str | None = None
         atexit.register(self.close)
@@ -113,7 +123,7 @@ class Recorder:
             if path.exists():
                 old = journal.read_session(path)
                 cells, meta = old["cells"], old["metadata"]
-            listener = _IOPubListener(self._on_message, self._on_listener_error)
+            listener = IOPubListener(self._on_message, self._on_listener_error)
             listener.start_and_wait()
             try:
                 self.journal = journal.JournalFile(path, meta, cells)
@@ -133,22 +143,11 @@ class Recorder:
         """Stop journaling; every cell completed before this one is on disk when it returns."""
         if not self.active:
             raise InvalidArgument("no session is recording; %session start NAME begins one")
-        self._drain()
+        # Every earlier cell was written by its post_run_cell, before its reply left.
         name, path = self.name, self.journal.path
         n = len(self.journal.cells)
         self.close()
         return f"session {name!r} stopped: {n} cells in {path}"
-
-    def _drain(self, timeout: float = 5.0) -> None:
-        # Messages of earlier cells precede the current request's `busy` on the same socket, so
-        # once that is seen, every earlier cell's idle has been handled.
-        cur = self._current
-        if cur is None or self._listener is None:
-            return
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._last_busy != cur and time.monotonic() < deadline and self._listener.is_alive():
-                self._lock.wait(0.05)
 
     def close(self) -> None:
         """Stop the listener and close the file (idempotent)."""
@@ -196,16 +195,40 @@ class Recorder:
             cell = self._pending.get(parent) if parent else None
         if cell is None:
             return
-        routed = list(getattr(self.manager, "last_routed", None) or [])
+        routed = list(self.routing.ran_on) if self.routing is not None else []
         self._note_runtimes(routed)
         self.redactor.learn_from_namespace(cell.code, getattr(self.shell, "user_ns", {}))
+        duration = time.perf_counter() - cell.t0
+        caught_up = self._catch_up()
         with self._lock:
             cell.runtimes = routed or [LOCAL]
             cell.status = "ok" if result.success else "error"
             cell.execution_count = result.execution_count
-            cell.duration = time.perf_counter() - cell.t0
+            cell.duration = duration
             cell.finished = True
+            # All its output has arrived (or will not in time): write it before the reply leaves.
+            cell.idle = cell.idle or caught_up
             self._flush_locked()
+
+    def _catch_up(self) -> bool:
+        """Wait until the listener has received everything this kernel published so far (the
+        marker sent behind it came back). Returns False only outside ipykernel; on time-out
+        the cell is written with the output that arrived (idle comes after the reply: too late)."""
+        listener = self._listener
+        if listener is None:
+            return False
+        self._marks += 1
+        token = f"{listener.topic}-{self._marks}"
+        if not mark_iopub(token):
+            return False
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT
+        with self._lock:
+            while self._mark_seen != token and listener.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+        return True
 
     def _note_runtimes(self, routed: list[str]) -> None:
         j = self.journal
@@ -229,16 +252,18 @@ class Recorder:
     # -- iopub messages (listener thread) --------------------------------------------------------
     def _on_listener_error(self, why: str) -> None:
         self._failed = self._failed or why
+
     def _on_message(self, msg: dict[str, Any]) -> None:
         parent = (msg.get("parent_header") or {}).get("msg_id")
         kind = msg["header"]["msg_type"]
         content = msg.get("content", {})
         with self._lock:
+            if kind == "iopub_welcome":  # a marker of _catch_up: everything before it has arrived
+                self._mark_seen = content.get("subscription")
+                self._lock.notify_all()
+                return
             if kind == "status":
-                if content.get("execution_state") == "busy":
-                    self._last_busy = parent
-                    self._lock.notify_all()
-                elif content.get("execution_state") == "idle" and parent in self._pending:
+                if content.get("execution_state") == "idle" and parent in self._pending:
                     self._pending[parent].idle = True
                     self._flush_locked()
                 return
@@ -343,87 +368,6 @@ def _kernel_name(shell: Any) -> str:
         return get_connection_info(unpack=True).get("kernel_name") or "python3"
     except Exception:  # noqa: BLE001 - not in a kernel
         return "python3"
-
-
-class _IOPubListener(threading.Thread):
-    """A SUB socket on this kernel's own iopub, handing each message to ``on_message``."""
-
-    def __init__(self, on_message, on_error) -> None:
-        super().__init__(name="airavata-session-iopub", daemon=True)
-        self.on_message = on_message
-        self.on_error = on_error
-        self._stopping = threading.Event()
-        self._ready = threading.Event()
-        self._error: str | None = None
-        self._topic = f"airavata-journal-{uuid.uuid4().hex}"
-
-    def start_and_wait(self, timeout: float = 10.0) -> None:
-        """Start and return once the kernel has confirmed the subscription (``iopub_welcome``)."""
-        self.start()
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise AiravataError("the session recorder could not subscribe to this kernel's output "
-                                f"({self._error or 'no iopub_welcome within %g s' % timeout})")
-        if self._error:
-            raise AiravataError(f"the session recorder cannot read this kernel's output: {self._error}")
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(2)
-
-    def run(self) -> None:
-        import zmq
-        from jupyter_client.session import Session
-
-        try:
-            from ipykernel.connect import get_connection_info
-
-            info = get_connection_info(unpack=True)
-        except Exception as e:  # noqa: BLE001 - not running inside ipykernel
-            self._error = f"not a Jupyter kernel ({type(e).__name__}: {e})"
-            self._ready.set()
-            return
-        key = info.get("key", b"")
-        session = Session(key=key.encode() if isinstance(key, str) else key,
-                          signature_scheme=info.get("signature_scheme", "hmac-sha256"))
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.SUB)
-        sock.linger = 0
-        transport, ip = info.get("transport", "tcp"), info.get("ip", "127.0.0.1")
-        port = info["iopub_port"]
-        sock.connect(f"ipc://{ip}-{port}" if transport == "ipc" else f"tcp://{ip}:{port}")
-        # "" receives everything; the private topic makes the kernel send *us* an iopub_welcome
-        # (XPUB passes only the first subscription to a topic on), which proves both are active.
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.setsockopt(zmq.SUBSCRIBE, self._topic.encode())
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        try:
-            while not self._stopping.is_set():
-                if not poller.poll(100):
-                    continue
-                while True:
-                    try:
-                        frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                    try:
-                        _, parts = session.feed_identities(frames)
-                        msg = session.deserialize(parts, content=True)
-                    except Exception:  # noqa: BLE001 - a malformed or foreign message
-                        continue
-                    if msg["header"]["msg_type"] == "iopub_welcome":
-                        if msg["content"].get("subscription") == self._topic:
-                            self._ready.set()
-                        continue
-                    try:
-                        self.on_message(msg)
-                    except Exception as e:  # noqa: BLE001 - reported to the notebook by post_run_cell
-                        self.on_error(f"{type(e).__name__}: {e}")
-        finally:
-            sock.close(0)
-            ctx.term()
 
 
 def _lock_session(path: Any) -> int:

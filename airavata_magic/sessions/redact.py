@@ -2,7 +2,7 @@
 
 Three kinds of secret are replaced by a marker, in code and in outputs (CONTRACT.md):
 
-- values this process knows are secret: what ``getpass()`` returned (``secret_values.known()``),
+- values this process knows are secret: what ``getpass()`` returned (``known_secrets.known()``),
   plus values the recorder learned from the notebook itself (see ``Redactor.learn``);
 - private key blocks (``-----BEGIN ... PRIVATE KEY-----`` up to the matching END line);
 - values assigned to secret-looking names (``password``, ``token``, ``secret``, ``api_key``, ...),
@@ -20,7 +20,7 @@ import threading
 import tokenize
 from typing import Any, Iterable
 
-from .. import secret_values
+from .. import known_secrets
 
 MARK = "<redacted>"
 CODE_MARK_RE = re.compile(r"""(?P<q>['"])<redacted:(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})>(?P=q)""")
@@ -82,7 +82,7 @@ class Redactor:
 
     def values(self) -> frozenset[str]:
         with self._lock:
-            return frozenset(self._learned) | secret_values.known()
+            return frozenset(self._learned) | known_secrets.known()
 
     def _values_re(self) -> re.Pattern[str] | None:
         vals = frozenset(v for v in self.values() if len(v) >= MIN_SECRET_LEN)

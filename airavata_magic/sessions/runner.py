@@ -70,7 +70,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         child_env["AIRAVATA_MAGIC_HOME"] = str(home)
     try:
         if runtime is not None:
-            from .kernelspec import write_spec
+            from ..jupyter.kernelspec import write_spec
 
             kernels = Path(tmp.name) / "kernels"
             kernel_name = write_spec(runtime, kernels).name

@@ -61,7 +61,7 @@ def sweep(template: str, grid_path: str, *, runtime: str | None = None, parallel
     if not isinstance(parallel, int) or not 1 <= parallel <= 64:
         raise InvalidArgument(f"--parallel {parallel!r}: give a number from 1 to 64")
     if runtime is not None:
-        from .kernelspec import resolve_preset
+        from ..jupyter.kernelspec import resolve_preset
 
         resolve_preset(runtime)  # an unknown preset fails here, before anything runs
     store = store or TemplateStore()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import keyword
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from .. import paths
+from .. import paths, yamlfile
 from ..errors import InvalidArgument
 from . import export
 from .journal import SessionStore, validate_session_name
@@ -80,31 +79,6 @@ def parse_text(inp: Input, text: str, where: str = "-p") -> Any:
 
 
 # -- the spec ------------------------------------------------------------------------------------
-class _LineLoader(yaml.SafeLoader):
-    """YAML mappings that remember each key's line, for messages."""
-
-
-def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    loader.flatten_mapping(node)
-    out = _Lines()
-    for k, v in node.value:
-        key = loader.construct_object(k, deep=True)
-        if key in out:
-            raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=k.start_mark)
-        out[key] = loader.construct_object(v, deep=True)
-        out.lines[key] = k.start_mark.line + 1
-    return out
-
-
-class _Lines(dict):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: dict[Any, int] = {}
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
 def load_spec(path: str | Path) -> dict[str, Input]:
     """Read and validate an inputs spec (.yml/.yaml or .toml). Errors name the file, line, input."""
     p = Path(path).expanduser()
@@ -112,23 +86,9 @@ def load_spec(path: str | Path) -> dict[str, Input]:
     if p.suffix.lower() not in (".yml", ".yaml", ".toml"):
         raise InvalidArgument(f"inputs spec {fname}: use a .yml, .yaml or .toml file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidArgument(f"inputs spec {fname}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InvalidArgument(f"inputs spec {fname}: cannot read ({e})") from None
-    try:
-        if p.suffix.lower() == ".toml":
-            doc = tomllib.loads(text)
-        else:
-            doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidArgument(f"inputs spec {fname}: not valid TOML ({e})") from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise InvalidArgument(f"inputs spec {fname}:{mark.line + 1 if mark else '?'}: not valid YAML ({e.problem})") from None
-    except yaml.YAMLError as e:
-        raise InvalidArgument(f"inputs spec {fname}: not valid YAML ({e})") from None
+        doc = yamlfile.load(p)
+    except yamlfile.FileFormatError as e:
+        raise InvalidArgument(f"inputs spec {e}") from None
     return parse_spec(doc, fname)
 
 
@@ -279,12 +239,9 @@ def read_values_file(path: str | Path, what: str) -> tuple[Path, Any]:
     """Read a YAML or TOML file of values (by suffix); errors name ``what`` and the file."""
     p = Path(path).expanduser()
     try:
-        text = p.read_text(encoding="utf-8")
-        return p, (tomllib.loads(text) if p.suffix.lower() == ".toml" else yaml.safe_load(text))
-    except FileNotFoundError:
-        raise InvalidArgument(f"{what} {p}: file not found") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as e:
-        raise InvalidArgument(f"{what} {p}: cannot read ({e})".replace("\n", " ")) from None
+        return p, yamlfile.load(p)
+    except yamlfile.FileFormatError as e:
+        raise InvalidArgument(f"{what} {e}") from None
 
 
 def resolve_parameters(inputs: dict[str, Input], input_file: str | None = None,
@@ -322,7 +279,7 @@ def run(name: str, *, input_file: str | None = None, pairs: list[tuple[str, str]
     _, inputs = store.load(name)
     params = resolve_parameters(inputs, input_file, pairs)
     if runtime is not None:
-        from .kernelspec import resolve_preset
+        from ..jupyter.kernelspec import resolve_preset
 
         resolve_preset(runtime)  # an unknown preset fails here, before anything runs
     if output is None:

@@ -16,7 +16,7 @@ import re
 import sys
 from typing import Any
 
-from .. import secret_values
+from .. import known_secrets
 from ..errors import AiravataError, InvalidArgument
 
 VALUE_MIME = "application/vnd.airavata.value+json"
@@ -75,7 +75,7 @@ def secret(name: str) -> str:
             raise AiravataError(f"secret {name!r} is needed and cannot be asked for here "
                                 f"({type(e).__name__}); set ${var}") from None
         print(f"secret {name!r}: asked for", file=sys.stderr, flush=True)
-    secret_values.remember(value)
+    known_secrets.remember(value)
     return value
 
 

@@ -20,21 +20,30 @@ Idle streams are kept open with WebSocket pings; the sockets have TCP_NODELAY (n
 small kernel messages) and TCP keepalive. Streams take the kubeconfig's proxy like REST calls.
 Anyone on this machine can connect to the local ports, as to any local Jupyter kernel; the
 kernel's HMAC key is what keeps them from running code.
+
+Threads: one accept loop, one keep-alive loop, and per local connection one serving thread (and
+one more per direction while a stream is open). The ``PodPortForward`` owns them all: ``close()``
+wakes each one (shutting its sockets) and joins it.
+
+Only the failures of the network are caught (``OSError``: sockets, TLS, time-outs;
+``websocket.WebSocketException``: the stream); anything else is a bug and surfaces.
 """
 from __future__ import annotations
 
 import selectors
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
 from typing import Any
 
-from ..errors import TransportError
+import websocket
 
-SUBPROTOCOL = "v4.channel.k8s.io"
-DATA, ERROR = 0, 1
+from ..errors import TransportError
+from .podstream import DATA, ERROR, STREAM_ERRORS, Pipe, close_ws, connect_stream, frame, new_stream, one_line
+
+#: seconds ``close()`` waits for all of its threads together
+JOIN_TIMEOUT = 5.0
 
 
 def _tune(sock: socket.socket) -> None:
@@ -64,18 +73,18 @@ class PodPortForward:
         self.namespace, self.pod = namespace, pod
         self.remote_ports = list(remote_ports)
         self.local_ports: dict[int, int] = {}
-        self.info: dict[str, Any] = {}  # the local connection info, set by the backend
         self.last_error: str = ""
         self.streams_opened = 0  # how many streams were opened (first ones plus re-established)
         self.closed = False
         if keepalive is not None:
             self.keepalive = keepalive
         self._listeners: dict[socket.socket, int] = {}
-        self._pipes: set[_Pipe] = set()
+        self._pipes: set[Pipe] = set()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()  # every thread this forward started, until joined
+        self._opening: set[Any] = set()  # streams being opened (closed by close() to wake them)
 
     # -- public --------------------------------------------------------------------------------
     def start(self) -> dict[int, int]:
@@ -87,11 +96,30 @@ class PodPortForward:
             lsock.setblocking(False)
             self._listeners[lsock] = remote
             self.local_ports[remote] = lsock.getsockname()[1]
-        for target, name in ((self._accept_loop, "accept"), (self._keepalive_loop, "keepalive")):
-            t = threading.Thread(target=target, name=f"portforward-{self.pod}-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._spawn(self._accept_loop, (), "accept")
+        self._spawn(self._keepalive_loop, (), "keepalive")
         return dict(self.local_ports)
+
+    def _spawn(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+        """Start a thread owned by this forward (joined by ``close()``)."""
+        t = threading.Thread(target=self._run_owned, args=(target, args), name=f"portforward-{self.pod}-{name}",
+                             daemon=True)
+        with self._lock:
+            self._threads.add(t)
+        t.start()
+
+    def _run_owned(self, target: Any, args: tuple[Any, ...]) -> None:
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    @property
+    def threads(self) -> int:
+        """How many of this forward's threads are alive (0 once ``close()`` has returned)."""
+        with self._lock:
+            return sum(t.is_alive() for t in self._threads)
 
     def drop_streams(self) -> int:
         """Close every open stream now (as a dropped connection would); returns how many."""
@@ -107,7 +135,7 @@ class PodPortForward:
             return len(self._pipes)
 
     def close(self) -> None:
-        """Stop listening and close every stream."""
+        """Stop listening, close every stream, and join every thread of this forward."""
         if self.closed:
             return
         self.closed = True
@@ -116,9 +144,18 @@ class PodPortForward:
             self._wake_w.send(b"x")
         except OSError:
             pass
+        with self._lock:
+            opening = list(self._opening)
+        for ws in opening:
+            close_ws(ws)  # wakes a serving thread blocked in a handshake
         self.drop_streams()
-        for t in self._threads:
-            t.join(timeout=2)
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        while True:
+            with self._lock:
+                left = [t for t in self._threads if t is not threading.current_thread()]
+            if not left or time.monotonic() >= deadline:
+                break
+            left[0].join(timeout=max(0.0, deadline - time.monotonic()))
         for lsock in self._listeners:
             lsock.close()
         self._wake_r.close()
@@ -136,44 +173,23 @@ class PodPortForward:
 
     def _open_stream(self, port: int) -> Any:
         """Open one authenticated WebSocket stream to ``port`` of the pod."""
-        import websocket
-
-        cfg = self.configuration
-        headers = [f"Sec-WebSocket-Protocol: {SUBPROTOCOL}"]
-        auth = cfg.auth_settings().get("BearerToken")  # calls the token refresh hook if any
-        if auth and auth.get("value"):
-            headers.append(f"Authorization: {auth['value']}")
-        sslopt: dict[str, Any] = {}
         url = self.url(port)
-        if url.startswith("wss://"):
-            if cfg.verify_ssl:
-                sslopt = {"cert_reqs": ssl.CERT_REQUIRED}
-                if cfg.ssl_ca_cert:
-                    sslopt["ca_certs"] = cfg.ssl_ca_cert
-                if cfg.assert_hostname is not None:
-                    sslopt["check_hostname"] = cfg.assert_hostname
-            else:
-                sslopt = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
-            if cfg.cert_file:
-                sslopt["certfile"] = cfg.cert_file
-            if cfg.key_file:
-                sslopt["keyfile"] = cfg.key_file
-            if getattr(cfg, "tls_server_name", None):
-                sslopt["server_hostname"] = cfg.tls_server_name
-        ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True,
-                                 sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-                                          (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)))
-        ws.settimeout(15)
+        ws = new_stream(url, self.configuration)
+        with self._lock:
+            if self.closed:
+                raise TransportError("the port-forward is closed")
+            self._opening.add(ws)
         try:
-            ws.connect(url, header=headers, subprotocols=[SUBPROTOCOL], **_proxy_options(cfg))
-        except Exception:
-            ws.close()
+            connect_stream(ws, url, self.configuration)
+        except BaseException:
+            self._opened(ws)
             raise
-        if getattr(ws, "subprotocol", None) not in (None, SUBPROTOCOL):
-            ws.close()
-            raise TransportError(f"the API server answered with protocol {ws.subprotocol!r}, not {SUBPROTOCOL}")
-        ws.settimeout(None)
         return ws
+
+    def _opened(self, ws: Any) -> None:
+        """``ws`` is past its handshake and greeting (or failed): close() need not wake it."""
+        with self._lock:
+            self._opening.discard(ws)
 
     def _accept_loop(self) -> None:
         sel = selectors.DefaultSelector()
@@ -194,8 +210,7 @@ class PodPortForward:
                         continue
                     conn.setblocking(True)
                     _tune(conn)
-                    threading.Thread(target=self._serve, args=(conn, self._listeners[lsock]),
-                                     name=f"portforward-{self.pod}-{self._listeners[lsock]}", daemon=True).start()
+                    self._spawn(self._serve, (conn, self._listeners[lsock]), str(self._listeners[lsock]))
         finally:
             sel.close()
 
@@ -205,6 +220,28 @@ class PodPortForward:
         Refused streams are retried (with back-off, for up to ``connect_timeout``) while the
         local connection waits; then it is closed, so the client reconnects and tries again.
         """
+        try:
+            ws, first, prefixed = self._accepted_stream(conn, remote)
+        except BaseException:
+            conn.close()  # nobody else will: the client sees its connection end, not a hang
+            raise
+        if ws is None:
+            conn.close()
+            return
+        pipe = Pipe(conn, ws, remote, lambda error: self._error(remote, error), first, prefixed)
+        with self._lock:
+            if self.closed:
+                pipe.close()
+                return
+            self._pipes.add(pipe)
+            self.streams_opened += 1
+        pipe.run()  # returns once both directions have ended
+        with self._lock:
+            self._pipes.discard(pipe)
+
+    def _accepted_stream(self, conn: socket.socket, remote: int) -> tuple[Any, bytes, dict[int, bool]]:
+        """A stream to ``remote`` that the pod's side accepted, with its first bytes; (None, ...)
+        when ``connect_timeout`` passed, the local client left, or the forward was closed."""
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.05
         while True:
@@ -212,36 +249,27 @@ class PodPortForward:
             try:
                 ws = self._open_stream(remote)
                 first, prefixed = self._first_data(ws, remote)
-                break
-            except Exception as e:
-                self.last_error = f"port-forward to {self.pod}:{remote}: {_one_line(e)}"
+                return ws, first, prefixed
+            except (*STREAM_ERRORS, TransportError) as e:
+                self.last_error = f"port-forward to {self.pod}:{remote}: {one_line(e)}"
                 if ws is not None:
-                    _close_ws(ws)
+                    close_ws(ws)
+            finally:
+                if ws is not None:
+                    self._opened(ws)
             if self.closed or time.monotonic() + delay > deadline or _peer_gone(conn):
-                conn.close()
-                return
-            time.sleep(delay)
+                return None, b"", {}
+            if self._stopped.wait(delay):  # close() ends the wait at once
+                return None, b"", {}
             # a kernel that is starting listens within a second or two: keep retries close then
             started = deadline - self.connect_timeout
             delay = min(delay * 1.5, 0.2 if time.monotonic() - started < 10 else self.max_backoff)
-        pipe = _Pipe(conn, ws, remote, self, first, prefixed)
-        with self._lock:
-            if self.closed:
-                pipe.close()
-                return
-            self._pipes.add(pipe)
-            self.streams_opened += 1
-        pipe.run()
-        with self._lock:
-            self._pipes.discard(pipe)
 
     def _first_data(self, ws: Any, port: int) -> tuple[bytes, dict[int, bool]]:
         """Read until the pod's side speaks (returns its first bytes) or refuses (raises).
 
         A server that says nothing within ``greeting_timeout`` is taken as connected (b"").
         """
-        import websocket
-
         prefixed = {DATA: False, ERROR: False}
         ws.settimeout(self.greeting_timeout)
         try:
@@ -254,7 +282,7 @@ class PodPortForward:
                     raise TransportError("the API server closed the stream")
                 if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) or not data:
                     continue
-                channel, payload = _frame(data, prefixed)
+                channel, payload = frame(data, prefixed)
                 if channel == ERROR and payload:
                     raise TransportError(payload.decode("utf-8", "replace").strip())
                 if channel == DATA and payload:
@@ -262,45 +290,15 @@ class PodPortForward:
         finally:
             ws.settimeout(None)
 
+    def _error(self, port: int, error: str) -> None:
+        self.last_error = f"port-forward to {self.pod}:{port}: {error}"
+
     def _keepalive_loop(self) -> None:
         while not self._stopped.wait(self.keepalive):
             with self._lock:
                 pipes = list(self._pipes)
             for p in pipes:
                 p.ping()
-
-
-def _proxy_options(cfg: Any) -> dict[str, Any]:
-    """The kubeconfig's ``proxy-url`` (and no_proxy, proxy auth) as websocket-client options,
-    so streams take the same way to the API server as the client's REST calls."""
-    opts: dict[str, Any] = {}
-    proxy = getattr(cfg, "proxy", None)
-    if not proxy:
-        return opts
-    url = urllib.parse.urlparse(proxy)
-    opts.update(http_proxy_host=url.hostname, http_proxy_port=url.port or 80, proxy_type="http")
-    if url.username:
-        opts["http_proxy_auth"] = (urllib.parse.unquote(url.username), urllib.parse.unquote(url.password or ""))
-    for key, value in (getattr(cfg, "proxy_headers", None) or {}).items():
-        if key.lower() == "proxy-authorization" and value.startswith("Basic "):
-            import base64
-
-            user, _, password = base64.b64decode(value.split()[1]).decode().partition(":")
-            opts["http_proxy_auth"] = (user, password)
-    if getattr(cfg, "no_proxy", None):
-        opts["http_no_proxy"] = [h.strip() for h in cfg.no_proxy.split(",") if h.strip()]
-    return opts
-
-
-def _frame(data: bytes | str, prefixed: dict[int, bool]) -> tuple[int, bytes]:
-    """Split a frame into channel and payload, dropping the port prefix of each channel's first."""
-    if isinstance(data, str):
-        data = data.encode()
-    channel, payload = data[0], data[1:]
-    if channel in prefixed and not prefixed[channel]:
-        prefixed[channel] = True  # the server's first frame on each channel names the port
-        payload = payload[2:]
-    return channel, payload
 
 
 def _peer_gone(conn: socket.socket) -> bool:
@@ -313,89 +311,3 @@ def _peer_gone(conn: socket.socket) -> bool:
         return True
 
 
-def _close_ws(ws: Any) -> None:
-    try:
-        if ws.sock:
-            ws.sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        ws.close()
-    except Exception:
-        pass
-
-
-class _Pipe:
-    """One local TCP connection joined to one WebSocket stream: a thread per direction."""
-
-    def __init__(self, conn: socket.socket, ws: Any, port: int, owner: PodPortForward,
-                 first: bytes = b"", prefixed: dict[int, bool] | None = None) -> None:
-        self.conn, self.ws, self.port, self.owner = conn, ws, port, owner
-        self.first = first
-        self.prefixed = prefixed if prefixed is not None else {DATA: False, ERROR: False}
-        self._closed = threading.Event()
-
-    def run(self) -> None:
-        up = threading.Thread(target=self._local_to_stream, name=f"portforward-up-{self.port}", daemon=True)
-        up.start()
-        self._stream_to_local()
-        self.close()
-        up.join(timeout=2)
-
-    def _stream_to_local(self) -> None:
-        import websocket
-
-        try:
-            if self.first:
-                self.conn.sendall(self.first)
-            while not self._closed.is_set():
-                opcode, data = self.ws.recv_data()
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return
-                if opcode not in (websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_TEXT) or not data:
-                    continue
-                channel, payload = _frame(data, self.prefixed)
-                if not payload:
-                    continue
-                if channel == DATA:
-                    self.conn.sendall(payload)
-                elif channel == ERROR:
-                    self.owner.last_error = (f"port-forward to {self.owner.pod}:{self.port}: "
-                                             f"{payload.decode('utf-8', 'replace').strip()}")
-                    return
-        except Exception:
-            return  # stream or socket closed: the local client reconnects
-
-    def _local_to_stream(self) -> None:
-        try:
-            while not self._closed.is_set():
-                data = self.conn.recv(65536)
-                if not data:
-                    break
-                self.ws.send_binary(b"\x00" + data)
-        except Exception:
-            pass
-        finally:
-            self.close()
-
-    def ping(self) -> None:
-        try:
-            self.ws.ping()
-        except Exception:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        for f in (lambda: self.conn.shutdown(socket.SHUT_RDWR), self.conn.close):
-            try:
-                f()
-            except Exception:
-                pass
-        _close_ws(self.ws)
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
-    return msg[0][:300] if msg else type(e).__name__

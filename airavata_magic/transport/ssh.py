@@ -5,22 +5,18 @@
 - ``connection_for(target)`` returns the one ``SshConnection`` shared by everything that talks to
   that host as that user (backends, forwards, the compute command). It is thread-safe and
   reconnects by itself when the link drops.
-- ``Forward``: a local listener on 127.0.0.1 whose connections become direct-tcpip channels. The
-  listener outlives the SSH connection: after a drop, the next connection made to it (ZeroMQ
-  reconnects on its own) goes through a fresh SSH connection, on the same local port.
-- Each forwarded connection is pumped by two blocking threads. ``select()`` on
-  ``Channel.fileno()`` was seen to kill whole connections during teardown (TESTBED.md).
+- ``Forward`` (``transport.forward``): a local listener on 127.0.0.1 whose connections become
+  direct-tcpip channels. The listener outlives the SSH connection: after a drop, the next
+  connection made to it (ZeroMQ reconnects on its own) goes through a fresh SSH connection.
+- The pool is closed at process exit (``atexit``) and by ``close_all()`` (extension unload).
 - paramiko does not set TCP_NODELAY; we give ``connect(sock=...)`` a socket that has it, and set
   it on the local sockets too. Without it each kernel round trip pays Nagle + delayed-ACK stalls.
 """
 from __future__ import annotations
 
-import dataclasses
-import getpass
+import atexit
 import logging
 import os
-import re
-import shlex
 import socket
 import stat
 import threading
@@ -31,6 +27,8 @@ from typing import Callable, Sequence
 import paramiko
 
 from ..errors import TransportError
+from .forward import Forward
+from .target import SshTarget, parse_jump, quote_argv
 
 # paramiko logs refused forwards and dropped links at ERROR; with no logging configured Python
 # would print them into the notebook. We report those conditions ourselves, as one line each.
@@ -38,45 +36,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 KEEPALIVE_S = 15
 CONNECT_TIMEOUT_S = 15
-
-
-@dataclasses.dataclass(frozen=True)
-class SshTarget:
-    """Where and how to log in. Hashable: it is the key of the shared connection pool."""
-
-    host: str
-    port: int = 22
-    user: str = dataclasses.field(default_factory=getpass.getuser)
-    identity_file: str | None = None  # else the SSH agent
-    known_hosts: str = "~/.ssh/known_hosts"
-    proxy_jump: str | None = None  # [user@]host[:port], same key and known_hosts
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}"
-
-    def jump_target(self) -> "SshTarget | None":
-        """The bastion as its own target, or None."""
-        if not self.proxy_jump:
-            return None
-        user, host, port = parse_jump(self.proxy_jump, self.user)
-        return dataclasses.replace(self, host=host, port=port, user=user, proxy_jump=None)
-
-
-_JUMP_RE = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?$")
-
-
-def parse_jump(value: str, default_user: str) -> tuple[str, str, int]:
-    """``[user@]host[:port]`` -> (user, host, port). Raises ValueError with the expected form."""
-    m = _JUMP_RE.match(value.strip())
-    if not m or not 1 <= int(m.group("port") or 22) <= 65535:
-        raise ValueError(f"expected [user@]host[:port], got {value!r}")
-    return m.group("user") or default_user, m.group("host").strip("[]"), int(m.group("port") or 22)
-
-
-def quote_argv(argv: Sequence[str]) -> str:
-    """A remote shell command line from an argv: every element ``shlex.quote``d."""
-    return " ".join(shlex.quote(str(a)) for a in argv)
 
 
 def _host_entry(host: str, port: int) -> str:
@@ -193,6 +152,15 @@ class SshConnection:
         with self._lock:
             if self._client is not None:
                 self._drop(self._client)
+
+    def shutdown(self) -> None:
+        """Close the forwards made from this connection (joining their threads), then the
+        connection itself. Used when the pool is closed."""
+        for fwd in list(self._forwards):
+            fwd.close()
+        self.close()
+        if self._jump is not None:
+            self._jump.shutdown()
 
     def _drop(self, client: paramiko.SSHClient) -> None:
         # Close the forwarded connections now, before anyone writes into them: their peers
@@ -361,103 +329,36 @@ class SshConnection:
         return fwd
 
 
-class Forward:
-    """A local port whose connections are tunnelled to (host, port) through an ``SshConnection``.
-
-    The listening port stays the same for the forward's life, across SSH reconnects.
-    """
-
-    def __init__(self, conn: SshConnection, remote_host: str, remote_port: int) -> None:
-        self.conn, self.remote = conn, (remote_host, remote_port)
-        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._server.bind(("127.0.0.1", 0))  # loopback only: nobody else on this machine's network
-        self._server.listen(16)
-        self.local_port: int = self._server.getsockname()[1]
-        self._closed = threading.Event()
-        self._pairs: set[tuple[socket.socket, paramiko.Channel]] = set()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept_loop, name=f"forward:{self.local_port}", daemon=True).start()
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return  # closed
-            try:
-                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                chan = self.conn.open_channel(*self.remote)
-            except (TransportError, OSError):
-                client.close()  # the peer (ZeroMQ) retries; we try again on its next connect
-                continue
-            with self._lock:
-                if self._closed.is_set():
-                    _close_pair(client, chan)
-                    return
-                self._pairs.add((client, chan))
-            threading.Thread(target=self._pump, args=(client, chan, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(client, chan, False), daemon=True).start()
-
-    def _pump(self, sock: socket.socket, chan: paramiko.Channel, outbound: bool) -> None:
-        src_recv = sock.recv if outbound else chan.recv
-        dst_send = chan.sendall if outbound else sock.sendall
-        try:
-            while True:
-                data = src_recv(65536)
-                if not data:
-                    break
-                dst_send(data)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-        finally:
-            # Either side ending ends both: closing is idempotent, the other pump then returns.
-            with self._lock:
-                self._pairs.discard((sock, chan))
-            _close_pair(sock, chan)
-
-    @property
-    def active_connections(self) -> int:
-        """How many connections this forward carries now (0 right after a drop, until the peer reconnects)."""
-        with self._lock:
-            return len(self._pairs)
-
-    def close(self) -> None:
-        """Stop listening and close every forwarded connection."""
-        self._closed.set()
-        # shutdown() wakes the thread blocked in accept(); close() alone leaves the port listening.
-        for closer in (lambda: self._server.shutdown(socket.SHUT_RDWR), self._server.close):
-            try:
-                closer()
-            except OSError:
-                pass
-        self.drop_connections()
-
-    def drop_connections(self) -> None:
-        """Close the forwarded connections (the listener stays: peers reconnect to it)."""
-        with self._lock:
-            pairs, self._pairs = list(self._pairs), set()
-        for sock, chan in pairs:
-            _close_pair(sock, chan)
-
-
-def _close_pair(sock: socket.socket, chan: paramiko.Channel) -> None:
-    # shutdown() wakes a thread blocked in sock.recv(); close() alone does not on Linux.
-    for closer in (chan.close, lambda: sock.shutdown(socket.SHUT_RDWR), sock.close):
-        try:
-            closer()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
-
-
 # -- the pool: one connection per target ------------------------------------------------------
 _pool: dict[SshTarget, SshConnection] = {}
 _pool_lock = threading.Lock()
 
 
+_atexit_registered = False
+
+
 def connection_for(target: SshTarget) -> SshConnection:
     """The shared connection to ``target`` (created lazily; connects on first use)."""
+    global _atexit_registered
     with _pool_lock:
         conn = _pool.get(target)
         if conn is None:
             conn = _pool[target] = SshConnection(target)
+        if not _atexit_registered:
+            atexit.register(close_all)
+            _atexit_registered = True
         return conn
+
+
+def close_all() -> None:
+    """Close every pooled connection and its forwards (extension unload, process exit).
+
+    Later ``connection_for`` calls make fresh connections."""
+    with _pool_lock:
+        conns = list(_pool.values())
+        _pool.clear()
+    for conn in conns:
+        conn.shutdown()
+
+
+__all__ = ["Forward", "SshConnection", "SshTarget", "close_all", "connection_for", "parse_jump", "quote_argv"]

@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from airavata_magic.backends.base import Resource
+from airavata_magic.backends.base import Submission
 from airavata_magic.backends.kubernetes import KubernetesBackend, label_value
+from airavata_magic.profile import Resource
 from airavata_magic.runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 from .simulator import Simulator
@@ -48,20 +49,20 @@ class Cluster:
         if self.sim is not None:
             return self.sim.pods(backend.namespace)
         mine = f"airavata-magic/owner={label_value(backend.owner)}"
-        return backend._call("CoreV1Api", "list_namespaced_pod", backend.namespace, label_selector=mine)["items"]
+        return backend.api.call("CoreV1Api", "list_namespaced_pod", backend.namespace, label_selector=mine)["items"]
 
     def secrets(self, backend: KubernetesBackend) -> list[dict[str, Any]]:
         if self.sim is not None:
             return self.sim.secrets(backend.namespace)
         mine = f"airavata-magic/owner={label_value(backend.owner)}"
-        return backend._call("CoreV1Api", "list_namespaced_secret", backend.namespace, label_selector=mine)["items"]
+        return backend.api.call("CoreV1Api", "list_namespaced_secret", backend.namespace, label_selector=mine)["items"]
 
     def delete_pod(self, backend: KubernetesBackend, name: str) -> None:
         """A deletion from outside airavata-magic (``kubectl delete pod``)."""
         if self.sim is not None:
             self.sim.delete_pod(name, backend.namespace)
         else:
-            backend._call("CoreV1Api", "delete_namespaced_pod", name, backend.namespace, grace_period_seconds=1)
+            backend.api.call("CoreV1Api", "delete_namespaced_pod", name, backend.namespace, grace_period_seconds=1)
 
     def need_sim(self, what: str) -> Simulator:
         if self.sim is None:
@@ -121,9 +122,7 @@ def make_backend(tmp_path: Path) -> Iterator[Callable[..., KubernetesBackend]]:
 
     yield make
     for b in made:
-        for name in list(b._forwards):
-            b._forwards.pop(name).close()
-        b.close()
+        b.close()  # closes every port-forward too
 
 
 def _private(p: Path) -> Path:
@@ -133,6 +132,14 @@ def _private(p: Path) -> Path:
 
 def runtime(name: str = "demo", **spec: Any) -> Runtime:
     return Runtime(name=name, resource="lab", kind="kubernetes", spec=RuntimeSpec(**spec))
+
+
+def submit(backend: KubernetesBackend, rt: Runtime) -> Submission:
+    """``backend.request(rt)``, its facts applied to the record as the manager applies them."""
+    sub = backend.request(rt)
+    rt.job_id, rt.state, rt.node, rt.reason = sub.job_id, sub.state, sub.node, sub.reason
+    rt.backend_state = dict(sub.backend_state)
+    return sub
 
 
 def wait_for(backend: KubernetesBackend, rt: Runtime, until: Callable[[Observation], bool],

@@ -31,7 +31,8 @@ kubelet does differently from a real node, on purpose:
   ``time_scale`` (the pod's ``spec`` keeps the real number).
 
 Tests drive failures with ``delete_pod`` (a deletion from outside), ``oom_kill``,
-``drop_portforwards``, ``deny``, and by choosing images, node selectors and GPU counts.
+``drop_portforwards``, ``deny``, ``unavailable`` (503s), ``delay`` (a slow API server), and
+by choosing images, node selectors and GPU counts.
 """
 from __future__ import annotations
 
@@ -194,6 +195,7 @@ class Simulator:
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, obj)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every API request, for tests
         self.unavailable = False  # answer every request 503, as an API server restarting does
+        self.delay = 0.0  # seconds every REST request waits before it is answered: a slow API server
         self._rv = itertools.count(1000)
         self._watchers: list[tuple[str, asyncio.Queue[Any]]] = []
         self._runs: dict[tuple[str, str], _PodRun] = {}
@@ -377,6 +379,8 @@ class Simulator:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        if self.delay and request.headers.get("Upgrade", "").lower() != "websocket":
+            await asyncio.sleep(self.delay)
         if self.unavailable:
             return _status(503, "ServiceUnavailable", "the simulated API server is unavailable")
         if request.headers.get("Authorization") != f"Bearer {self.token}":

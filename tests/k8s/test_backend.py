@@ -22,7 +22,7 @@ from airavata_magic.backends.kubernetes import KERNEL_PORTS, pod_name
 from airavata_magic.errors import BackendError
 from airavata_magic.runtime import Runtime, RuntimeState
 
-from .conftest import BROKEN_IMAGE, Cluster, runtime, started, wait_for
+from .conftest import BROKEN_IMAGE, Cluster, runtime, started, submit, wait_for
 
 
 @contextlib.contextmanager
@@ -61,7 +61,7 @@ def the_pod(cluster: Cluster, backend, rt: Runtime) -> dict[str, Any]:
 def test_cpu_runtime_runs_a_cell_through_the_port_forward(cluster, make_backend):
     b = make_backend(cluster)
     rt = runtime("cpu", cpus=1, memory=512, walltime=30)
-    b.request(rt)
+    submit(b, rt)
     assert rt.state == RuntimeState.QUEUED and rt.job_id == pod_name("cpu", b.owner)
     ob = started(b, rt)
     pod = the_pod(cluster, b, rt)
@@ -99,7 +99,7 @@ def test_gpu_runtime_pod_limits_carry_the_gpus(cluster, make_backend):
         pytest.skip("k8s_real: set AIRAVATA_TEST_GPUS=1 when the cluster has nvidia.com/gpu nodes")
     b = make_backend(cluster, node_selector={"gpu": "a100"} if cluster.sim else {})
     rt = runtime("gpu", gpus=2, memory=1024)
-    b.request(rt)
+    submit(b, rt)
     ob = started(b, rt)
     pod = the_pod(cluster, b, rt)
     limits = pod["spec"]["containers"][0]["resources"]["limits"]
@@ -115,7 +115,7 @@ def test_gpu_runtime_pod_limits_carry_the_gpus(cluster, make_backend):
 def test_gpu_resource_name_is_configurable(make_backend, sim_cluster):
     b = make_backend(sim_cluster, gpu_resource="amd.com/gpu")
     rt = runtime("amd", gpus=1)
-    b.request(rt)
+    submit(b, rt)
     ob = wait_for(b, rt, lambda o: o.state.terminal)
     # no simulated node has amd.com/gpu: the scheduler says so about exactly that resource
     assert ob.state == RuntimeState.FAILED and "Insufficient amd.com/gpu" in ob.reason
@@ -131,19 +131,21 @@ def _fails_fast(b, rt: Runtime, within: float = 5.0):
 def test_insufficient_gpus_fail_at_once(cluster, make_backend):
     b = make_backend(cluster)
     rt = runtime("toomany", gpus=64)
-    b.request(rt)
+    submit(b, rt)
     ob, took = _fails_fast(b, rt)
     assert ob.state == RuntimeState.FAILED and took < 10
     assert ob.reason.startswith("Unschedulable: ") and "Insufficient nvidia.com/gpu" in ob.reason
     assert "FailedScheduling" in ob.log_tail
-    # a runtime that failed does not keep its pod (or Secret) around
+    # observing only observes: the failed pod stays until the manager stops the runtime
+    assert any(p["metadata"]["name"] == rt.job_id for p in cluster.pods(b))
+    b.stop(rt)
     _gone(cluster, b, rt)
 
 
 def test_no_matching_node_fails_at_once(cluster, make_backend):
     b = make_backend(cluster, node_selector={"airavata-test/no-such-label": "x"})
     rt = runtime("nowhere")
-    b.request(rt)
+    submit(b, rt)
     ob, took = _fails_fast(b, rt)
     assert ob.state == RuntimeState.FAILED and took < 10
     assert "didn't match Pod's node affinity/selector" in ob.reason
@@ -153,11 +155,12 @@ def test_image_pull_failure_fails_at_once(cluster, make_backend):
     image = "registry.invalid/airavata/no-such-image:0"
     b = make_backend(cluster, image=image)
     rt = runtime("noimage")
-    b.request(rt)
+    submit(b, rt)
     ob, took = _fails_fast(b, rt)
     assert ob.state == RuntimeState.FAILED and took < (10 if cluster.sim else 60)
     assert ob.reason.split(":")[0] in ("ErrImagePull", "ImagePullBackOff") and image in ob.reason + ob.log_tail
     assert "Failed" in ob.log_tail  # the events are shown
+    b.stop(rt)  # what the manager does with a terminal runtime: its pod goes
     _gone(cluster, b, rt)
 
 
@@ -165,11 +168,13 @@ def test_kernel_that_cannot_start_fails_with_exit_code_and_log(sim_cluster, make
     cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster, image=BROKEN_IMAGE)
     rt = runtime("broken")
-    b.request(rt)
+    submit(b, rt)
     ob, took = _fails_fast(b, rt)
     assert ob.state == RuntimeState.FAILED and took < 10
     assert "exit code 1" in ob.reason
     assert "No module named ipykernel_launcher" in ob.log_tail  # the container's log tail
+    assert b.observe([rt])[rt.name].state == RuntimeState.FAILED and len(sim.pods()) == 1  # observed, untouched
+    b.stop(rt)
     assert not sim.pods() and not sim.secrets()
 
 
@@ -177,7 +182,7 @@ def test_crash_loop_back_off_is_reported_as_such(sim_cluster, make_backend):
     cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster, image=BROKEN_IMAGE)
     rt = runtime("crashloop")
-    b.request(rt)
+    submit(b, rt)
     # do not look until the kubelet itself has given up restarting right away
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -195,7 +200,7 @@ def test_oom_killed_kernel_is_dead_with_the_reason(sim_cluster, make_backend):
     cluster, sim = sim_cluster, sim_cluster.sim
     b = make_backend(cluster)
     rt = runtime("oom", memory=256)
-    b.request(rt)
+    submit(b, rt)
     started(b, rt)
     with kernel(b.connection(rt)) as kc:
         run(kc, "x = 1")
@@ -209,7 +214,7 @@ def test_oom_killed_kernel_is_dead_with_the_reason(sim_cluster, make_backend):
 def test_pod_deleted_from_outside_ends_the_runtime(cluster, make_backend):
     b = make_backend(cluster)
     rt = runtime("deleted")
-    b.request(rt)
+    submit(b, rt)
     started(b, rt)
     rt.state, rt.ready_at = RuntimeState.READY, time.time()
     cluster.delete_pod(b, rt.job_id)
@@ -233,7 +238,7 @@ def test_walltime_deadline_expires_the_runtime(tmp_path, make_backend):
     try:
         b = make_backend({"kubeconfig": str(sim.kubeconfig), "context": "sim", "image": KERNEL_IMAGE})
         rt = runtime("short", walltime=1)
-        b.request(rt)
+        submit(b, rt)
         ob = wait_for(b, rt, lambda o: o.state.terminal, timeout=30)
         assert ob.state == RuntimeState.EXPIRED and "walltime reached" in ob.reason
         assert ob.ends_at is not None
@@ -256,7 +261,7 @@ def _gone(cluster: Cluster, b, rt: Runtime, timeout: float = 30) -> None:
 def test_stop_leaves_nothing_behind(cluster, make_backend):
     b = make_backend(cluster)
     rt = runtime("stopme")
-    b.request(rt)
+    submit(b, rt)
     started(b, rt)
     info = b.connection(rt)
     b.stop(rt)
@@ -271,7 +276,7 @@ def test_stop_leaves_nothing_behind(cluster, make_backend):
 def test_attach_after_a_local_restart(cluster, make_backend):
     b1 = make_backend(cluster)
     rt = runtime("keep")
-    b1.request(rt)
+    submit(b1, rt)
     started(b1, rt)
     with kernel(b1.connection(rt)) as kc:
         run(kc, "survivor = 'still here'")
@@ -282,10 +287,12 @@ def test_attach_after_a_local_restart(cluster, make_backend):
         record = Runtime.from_json(json.loads(json.dumps(rt.to_json())))
         record.backend_state = state
         b2 = make_backend(cluster)
+        as_read = json.dumps(record.to_json())
         ob = b2.observe([record])[record.name]
         assert ob.state == RuntimeState.STARTING
         with kernel(b2.connection(record)) as kc:
             assert run(kc, "print(survivor)") == "still here\n"
+        assert json.dumps(record.to_json()) == as_read  # the record is the manager's: only read here
         b2.close()
     make_backend(cluster).stop(rt)
 
@@ -293,12 +300,15 @@ def test_attach_after_a_local_restart(cluster, make_backend):
 def test_restart_gives_a_fresh_kernel_in_the_same_pod(cluster, make_backend):
     b = make_backend(cluster)
     rt = runtime("again")
-    b.request(rt)
+    submit(b, rt)
     started(b, rt)
     with kernel(b.connection(rt)) as kc:
         before = run(kc, "import os; x = 1; print(os.getpid())").strip()
     uid = the_pod(cluster, b, rt)["metadata"]["uid"]
-    b.restart(rt)
+    as_given = json.dumps(rt.to_json())
+    changes = b.restart(rt)  # returns what changed; the manager merges it
+    assert json.dumps(rt.to_json()) == as_given and changes == {"restarts": 0}
+    rt.backend_state.update(changes)
     with kernel(b.connection(rt)) as kc:
         after = run(kc, "import os; print(os.getpid(), 'x' in globals())").strip()
     assert after.split()[1] == "False" and after.split()[0] != before
@@ -315,7 +325,7 @@ def test_names_kubernetes_rejects_are_normalised(sim_cluster, make_backend, name
     cluster = sim_cluster
     b = make_backend(cluster)
     rt = runtime(name)
-    b.request(rt)  # the API server validates names: it would answer 422 otherwise
+    submit(b, rt)  # the API server validates names: it would answer 422 otherwise
     assert rt.job_id == pod_name(name, b.owner)
     pod = the_pod(cluster, b, rt)
     assert pod["metadata"]["annotations"]["airavata-magic/runtime-name"] == name
@@ -325,8 +335,8 @@ def test_names_kubernetes_rejects_are_normalised(sim_cluster, make_backend, name
 def test_two_names_that_normalise_alike_get_two_pods(sim, make_backend, sim_cluster):
     b = make_backend(sim_cluster)
     a, c = runtime("x_y"), runtime("x.y")
-    b.request(a)
-    b.request(c)
+    submit(b, a)
+    submit(b, c)
     assert a.job_id != c.job_id and len(sim.pods()) == 2
     with pytest.raises(BackendError, match="already exists"):
         b.request(runtime("x_y"))
@@ -402,13 +412,13 @@ def test_a_failed_pod_left_behind_is_replaced_by_a_new_request(sim_cluster, make
     sim = sim_cluster.sim
     b = make_backend(sim_cluster, image="registry.invalid/x:1")
     rt = runtime("retry")
-    b.request(rt)
+    submit(b, rt)
     deadline = time.monotonic() + 10
     while "ImagePullBackOff" not in json.dumps(sim.pods()) and time.monotonic() < deadline:
         time.sleep(0.05)  # nobody observed it: the failed pod is still there
     b2 = make_backend(sim_cluster)  # the user fixed the image and asks again
     again = runtime("retry")
-    b2.request(again)
+    submit(b2, again)
     assert again.job_id == rt.job_id and again.backend_state["uid"] != rt.backend_state["uid"]
     started(b2, again)
     b2.stop(again)
@@ -420,7 +430,7 @@ def test_node_flag_binds_the_pod_and_a_wrong_node_is_refused(sim_cluster, make_b
     sim = sim_cluster.sim
     b = make_backend(sim_cluster)
     rt = runtime("pinned", node="sim-gpu-1")
-    b.request(rt)
+    submit(b, rt)
     assert sim.pods()[0]["spec"]["nodeName"] == "sim-gpu-1"
     assert started(b, rt).node == "sim-gpu-1"
     b.stop(rt)
@@ -438,7 +448,7 @@ def test_a_short_api_outage_does_not_end_a_wait_but_a_long_one_does(sim_cluster,
     b = make_backend(sim_cluster)
     b.api_grace = 1.0
     rt = runtime("blip")
-    b.request(rt)
+    submit(b, rt)
     sim.unavailable = True
     ob = b.observe([rt])[rt.name]
     assert ob.state == RuntimeState.QUEUED and "Kubernetes API unreachable" in ob.reason and "retrying" in ob.reason

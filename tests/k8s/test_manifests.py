@@ -1,6 +1,6 @@
 """Every manifest the backend renders: pinned by golden files and validated offline against the
 official schemas of pinned Kubernetes versions (``kubernetes-validate``, strict: unknown fields
-are errors). Also: names, profile keys, and purity of the rendering.
+are errors). Also: names, the container's shell loop, and purity of the rendering.
 
 Regenerate the golden files after an intended change with ``AIRAVATA_UPDATE_GOLDEN=1``.
 """
@@ -18,11 +18,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airavata_magic.backends.kubernetes import (
-    KERNEL_PORTS, PodRequest, label_value, new_connection, pod_name, render_pod, render_secret,
+from airavata_magic.backends.kubernetes.manifests import (
+    KERNEL_PORTS, PodRequest, kernel_script, label_value, new_connection, pod_name, render_pod, render_secret,
 )
-from airavata_magic.errors import ProfileError
-from airavata_magic.profile import parse_profile
 
 GOLDEN = Path(__file__).parent / "golden"
 # The oldest and the newest Kubernetes the manifests must be valid for.
@@ -140,38 +138,26 @@ def test_names_normalise_readably():
     assert label_value("alice") == "alice"
 
 
-# -- profile keys ----------------------------------------------------------------------------------------
-GOOD_PROFILE = """\
-resources:
-  lab-k8s:
-    kind: kubernetes
-    context: lab
-    namespace: research
-    image: quay.io/jupyter/pytorch-notebook:cuda12-latest
-    gpu_resource: nvidia.com/gpu
-    node_selector: {gpu: a100}
-    tolerations: [{key: nvidia.com/gpu, operator: Exists}]
-"""
+# -- the container's shell loop (kernels/pod_kernel.sh) ---------------------------------------------------
+def test_shell_loop_comes_from_its_template_without_comments():
+    script = render_pod(CPU)["spec"]["containers"][0]["command"][2]
+    assert script == kernel_script() and "#" not in script.split("trap", 1)[0]
+    # the behaviours its comments promise: TERM passed on, INT ignored, restart only on exit 0
+    assert script.startswith("trap 'stop=1; kill -TERM \"$pid\" 2>/dev/null' TERM\ntrap : INT\n")
+    assert '"$0" -m ipykernel_launcher -f "$1"' in script and '[ "$code" -ne 0 ]' in script
 
 
-def test_contract_profile_example_is_accepted():
-    res = parse_profile(GOOD_PROFILE, "p.yml").resources["lab-k8s"]
-    assert res.settings["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
-    assert res.settings["node_selector"] == {"gpu": "a100"}
+def test_shell_loop_restarts_a_clean_exit_and_ends_on_a_failure(tmp_path):
+    """Run the loop under a real /bin/sh with a fake python: exit 0 twice, then exit 3."""
+    import subprocess
 
-
-@pytest.mark.parametrize("line, key, message", [
-    ("    namespace: Research_1", "namespace", "not a valid Kubernetes name"),
-    ("    gpu_resource: gpu", "gpu_resource", "needs a domain prefix"),
-    ("    image: 'bad image'", "image", "not a container image reference"),
-    ("    node_selector: {gpu: 'a 100'}", "node_selector", "not a valid label value"),
-    ("    tolerations: [{key: x, operator: Maybe}]", "tolerations", "operator must be Exists or Equal"),
-    ("    tolerations: [{key: x, colour: red}]", "tolerations", "unknown field 'colour'"),
-    ("    run_as_user: 0", "run_as_user", "non-root"),
-    ("    replicas: 3", "replicas", "unknown key for a kubernetes resource"),
-])
-def test_bad_profile_keys_name_file_line_and_key(line, key, message):
-    source = "resources:\n  lab:\n    kind: kubernetes\n" + line + "\n"
-    with pytest.raises(ProfileError) as e:
-        parse_profile(source, "p.yml")
-    assert f"p.yml:4 key '{key}'" in str(e.value) and message in str(e.value)
+    count = tmp_path / "count"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/bin/sh
+n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}
+[ "$n" -ge 3 ] && exit 3
+exit 0
+""")
+    fake.chmod(0o755)
+    proc = subprocess.run(["/bin/sh", "-c", kernel_script(), str(fake), "conn.json"], timeout=30)
+    assert proc.returncode == 3 and count.read_text().strip() == "3"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from airavata_magic import secret_values
+from airavata_magic import known_secrets
 from airavata_magic.sessions.redact import MARK, Redactor, is_secret_name
 
 KEY_BLOCK = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz\n"
@@ -49,7 +49,7 @@ def test_calls_and_names_are_left_alone():
 
 def test_outputs_stream_display_error_and_json():
     r = Redactor()
-    secret_values.remember("from-getpass-xyz")
+    known_secrets.remember("from-getpass-xyz")
     outs = [
         {"output_type": "stream", "name": "stdout", "text": "pw=from-getpass-xyz token: abcdef123\n"},
         {"output_type": "display_data", "data": {"text/plain": KEY_BLOCK, "application/json": {"secret": "v-77777"},

@@ -6,12 +6,14 @@ jupyter_client as the client (the way the manager's KernelLink will).
 from __future__ import annotations
 
 import queue
+import subprocess
 import time
 from dataclasses import dataclass, field
 
 from jupyter_client import BlockingKernelClient
 
 from airavata_magic.backends.base import Backend
+from airavata_magic.manager import apply_observation, apply_submission
 from airavata_magic.runtime import Observation, Runtime, RuntimeSpec, RuntimeState
 
 
@@ -26,16 +28,13 @@ class Started:
 
 def request(backend: Backend, name: str, **spec) -> Started:
     rt = Runtime(name=name, resource=backend.resource.name, kind=backend.kind, spec=RuntimeSpec(**spec))
-    backend.request(rt)
+    apply_submission(rt, backend.request(rt))  # what the manager does with a submission
     return Started(backend, rt)
 
 
 def observe(s: Started) -> Observation:
     obs = s.backend.observe([s.runtime])[s.runtime.name]
-    if not (s.runtime.state == RuntimeState.READY and obs.state == RuntimeState.STARTING):
-        s.runtime.state = obs.state
-    s.runtime.node = obs.node or s.runtime.node
-    s.runtime.ends_at = obs.ends_at or s.runtime.ends_at
+    apply_observation(s.runtime, obs)  # what the manager does with an observation
     s.observations.append(obs)
     return obs
 
@@ -111,3 +110,28 @@ def stop_quietly(s: Started) -> None:
         s.backend.stop(s.runtime)
     except Exception:  # noqa: BLE001 - cleanup of a test: the runtime may be long gone
         pass
+
+
+#: Slurm states after which a job never changes again (COMPLETING is not one: it ends soon after)
+SLURM_TERMINAL = {"CANCELLED", "COMPLETED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                  "DEADLINE", "PREEMPTED", "REVOKED", "SPECIAL_EXIT"}
+
+
+def squeue_state(job_id: str) -> str:
+    """The job's Slurm state now ('' once Slurm has forgotten it)."""
+    out = subprocess.run(["squeue", "-h", "-a", "--states=all", "-j", job_id, "-o", "%T"],
+                         capture_output=True, text=True).stdout.strip()
+    return out.split()[0].rstrip("+") if out else ""
+
+
+def wait_job_ended(job_id: str, timeout: float = 30) -> str:
+    """Wait (with a deadline) until the job is in a terminal state, and return it ('' when
+    Slurm no longer lists it). On a loaded machine a cancelled job shows COMPLETING first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = squeue_state(job_id)
+        if state in SLURM_TERMINAL or not state:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Slurm job {job_id} still {state} after {timeout} s")
+        time.sleep(0.2)

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from .kernel_helpers import wait_job_ended
+
 pytestmark = pytest.mark.slurm
 
 
@@ -91,6 +93,4 @@ def test_terminating_the_command_line_cancels_the_job(cli, slurm_testbed):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 130
     job = err.split("submitted Slurm job ")[1].split()[0]
-    state = subprocess.run(["squeue", "-h", "-a", "--states=all", "-j", job, "-o", "%T"],
-                           capture_output=True, text=True).stdout.strip()
-    assert state in ("CANCELLED", ""), state
+    assert wait_job_ended(job) in ("CANCELLED", "")

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from .kernel_helpers import squeue_state, wait_job_ended
+
 pytestmark = pytest.mark.slurm
 
 
@@ -15,9 +17,7 @@ def nb(notebook_factory, slurm_testbed):
     return notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(slurm_testbed.profile)})
 
 
-def _squeue_state(job_id: str) -> str:
-    return subprocess.run(["squeue", "-h", "-a", "--states=all", "-j", job_id, "-o", "%T"],
-                          capture_output=True, text=True).stdout.strip()
+_squeue_state = squeue_state
 
 
 def test_a_slurm_runtime_from_request_to_stop(nb):
@@ -46,10 +46,7 @@ def test_a_slurm_runtime_from_request_to_stop(nb):
 
     cell = nb.ok("%stop_runtime hpc_cpu")
     assert "stopped" in cell.text
-    deadline = time.monotonic() + 10
-    while _squeue_state(job_id) not in ("CANCELLED", "") and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _squeue_state(job_id) in ("CANCELLED", "")
+    assert wait_job_ended(job_id) in ("CANCELLED", "")
     cell = nb.run("%%run_on hpc_cpu\n1")
     assert cell.status == "error" or "stopped" in cell.text
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from airavata_magic.backends.remote_kernel import (parse_sections, render_job_script, render_ssh_script,
-                                                   run_dir_name, sbatch_options, sbatch_quote, slurm_filename)
+from airavata_magic.backends.scripts import (parse_sections, render_job_script, render_ssh_script,
+                                             run_dir_name, sbatch_options, sbatch_quote, slurm_filename)
 from airavata_magic.backends.slurm import observation_of, parse_time_left
 from airavata_magic.errors import InvalidArgument, ProfileError
 from airavata_magic.profile import parse_profile
 from airavata_magic.runtime import Runtime, RuntimeState
-from airavata_magic.transport.ssh import parse_jump, quote_argv
+from airavata_magic.transport.target import parse_jump, quote_argv
 
 GOLDEN = Path(__file__).parent / "golden"
 NASTY = "x'; touch /tmp/pwned #$(id) `id` \"q\" \\ 100%"
@@ -106,32 +106,32 @@ def _rt(state=RuntimeState.QUEUED):
     return Runtime(name="r", resource="hpc", kind="slurm", job_id="7", state=state)
 
 
-@pytest.mark.parametrize("slurm_state,was,stopping,expect,reason_part", [
-    ("PENDING", RuntimeState.QUEUED, False, RuntimeState.QUEUED, "Priority"),
-    ("RUNNING", RuntimeState.QUEUED, False, RuntimeState.STARTING, ""),
-    ("RUNNING", RuntimeState.READY, False, RuntimeState.READY, ""),
-    ("TIMEOUT", RuntimeState.READY, False, RuntimeState.EXPIRED, "walltime"),
-    ("CANCELLED", RuntimeState.READY, False, RuntimeState.STOPPED, "cancelled outside"),
-    ("CANCELLED+", RuntimeState.READY, True, RuntimeState.STOPPED, "by the user"),
-    ("FAILED", RuntimeState.STARTING, False, RuntimeState.FAILED, "could not start"),
-    ("FAILED", RuntimeState.READY, False, RuntimeState.DEAD, "FAILED"),
-    ("NODE_FAIL", RuntimeState.READY, False, RuntimeState.DEAD, "NODE_FAIL"),
-    ("OUT_OF_MEMORY", RuntimeState.STARTING, False, RuntimeState.FAILED, "OUT_OF_MEMORY"),
-    ("COMPLETED", RuntimeState.READY, False, RuntimeState.DEAD, "kernel exited"),
-    ("", RuntimeState.QUEUED, False, RuntimeState.FAILED, "no longer knows"),
+@pytest.mark.parametrize("slurm_state,was,expect,reason_part", [
+    ("PENDING", RuntimeState.QUEUED, RuntimeState.QUEUED, "Priority"),
+    ("RUNNING", RuntimeState.QUEUED, RuntimeState.STARTING, ""),
+    ("RUNNING", RuntimeState.READY, RuntimeState.READY, ""),
+    ("TIMEOUT", RuntimeState.READY, RuntimeState.EXPIRED, "walltime"),
+    ("CANCELLED", RuntimeState.READY, RuntimeState.STOPPED, "cancelled outside"),
+    ("CANCELLED+", RuntimeState.READY, RuntimeState.STOPPED, "cancelled outside"),
+    ("FAILED", RuntimeState.STARTING, RuntimeState.FAILED, "could not start"),
+    ("FAILED", RuntimeState.READY, RuntimeState.DEAD, "FAILED"),
+    ("NODE_FAIL", RuntimeState.READY, RuntimeState.DEAD, "NODE_FAIL"),
+    ("OUT_OF_MEMORY", RuntimeState.STARTING, RuntimeState.FAILED, "OUT_OF_MEMORY"),
+    ("COMPLETED", RuntimeState.READY, RuntimeState.DEAD, "kernel exited"),
+    ("", RuntimeState.QUEUED, RuntimeState.FAILED, "no longer knows"),
 ])
-def test_slurm_state_mapping(slurm_state, was, stopping, expect, reason_part):
+def test_slurm_state_mapping(slurm_state, was, expect, reason_part):
     obs = observation_of(_rt(was), slurm_state, "Priority" if slurm_state == "PENDING" else "None", "n1",
-                         "10:00", "log", stopping, now=1000.0)
+                         "10:00", "log", now=1000.0)
     assert obs.state == expect
     assert reason_part in obs.reason
     assert obs.log_tail == "log"
 
 
 def test_running_sets_walltime_end():
-    obs = observation_of(_rt(), "RUNNING", "None", "n1", "1:00:00", "", False, now=1000.0)
+    obs = observation_of(_rt(), "RUNNING", "None", "n1", "1:00:00", "", now=1000.0)
     assert obs.ends_at == 1000.0 + 3600 and obs.node == "n1"
-    assert observation_of(_rt(), "RUNNING", "None", "n1", "UNLIMITED", "", False, now=1.0).ends_at is None
+    assert observation_of(_rt(), "RUNNING", "None", "n1", "UNLIMITED", "", now=1.0).ends_at is None
 
 
 PROFILE = """\
@@ -177,7 +177,7 @@ def test_profile_rejects_bad_keys_with_file_line_key(bad, line, key):
 
 
 def test_backoff_stays_short_while_things_change_then_grows_to_the_cap():
-    from airavata_magic.backends.remote_kernel import Backoff
+    from airavata_magic.backends.ssh_launched import Backoff
 
     clock = [100.0]
     b = Backoff(first=0.2, factor=2.0, cap=1.0, hold=1.0, clock=lambda: clock[0])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +187,57 @@ def test_ssh_agent_is_used_when_no_identity_file(target, tmp_path, monkeypatch):
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def test_forward_close_joins_its_threads(conn, echo_server):
+    fwd = conn.forward("127.0.0.1", echo_server)
+    with socket.create_connection(("127.0.0.1", fwd.local_port), timeout=10) as s:
+        s.sendall(b"ping")
+        assert s.recv(4) == b"ping"
+        assert fwd.threads_alive == 3  # the accept loop and the two pumps of this connection
+        fwd.close()
+        assert fwd.threads_alive == 0
+        s.settimeout(10)
+        assert s.recv(4) == b""  # the forwarded connection was closed too
+
+
+def test_the_pool_is_closed_with_its_forwards_at_unload(target, echo_server, tmp_path):
+    """Unloading the extension (``RuntimeManager.close(transports=True)``) and process exit
+    (``atexit``) close every pooled SSH connection; the next use makes a fresh one."""
+    from airavata_magic.manager import RuntimeManager
+    from airavata_magic.runtime import RuntimeStore
+    from airavata_magic.transport import ssh
+
+    pooled = ssh.connection_for(target)
+    assert pooled.run(["true"])[0] == 0
+    transport = pooled.transport()
+    fwd = pooled.forward("127.0.0.1", echo_server)
+    assert _echo(fwd.local_port, b"x")[0] == b"x"
+    manager = RuntimeManager(RuntimeStore(tmp_path / "home"))
+    manager.close(transports=True)
+    assert not transport.is_active() and fwd.threads_alive == 0
+    with pytest.raises(OSError):
+        _echo(fwd.local_port, b"closed")
+    fresh = ssh.connection_for(target)
+    assert fresh is not pooled and fresh.run(["true"])[0] == 0
+    ssh.close_all()
+
+
+def test_pooled_connections_are_closed_at_process_exit(target):
+    # atexit runs handlers last-registered first: this check, registered before the pool's
+    # own handler, runs after it.
+    script = (
+        "import atexit\n"
+        "from airavata_magic.transport import ssh\n"
+        "seen = {}\n"
+        "atexit.register(lambda: print('closed' if not seen['t'].is_active() else 'open', flush=True))\n"
+        f"target = ssh.SshTarget({target.host!r}, {target.port}, {target.user!r}, {target.identity_file!r}, "
+        f"{target.known_hosts!r})\n"
+        "c = ssh.connection_for(target)\n"
+        "assert c.run(['true'])[0] == 0\n"
+        "seen['t'] = c.transport()\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=str(root))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "closed"

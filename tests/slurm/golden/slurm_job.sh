@@ -1,5 +1,5 @@
 #!/bin/bash
-# airavata-magic Slurm job, rendered by airavata_magic.backends.remote_kernel.render_job_script.
+# airavata-magic Slurm job, rendered by airavata_magic.backends.scripts.render_job_script.
 # Every value below was quoted when it was rendered; the setup lines come from the profile as written.
 #SBATCH --job-name="x'; touch /tmp/pwned #$(id) `id` \"q\" \\ 100%"
 #SBATCH --output="/home/a b/.airavata-magic/runtimes/r-1/job.log"

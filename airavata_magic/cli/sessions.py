@@ -1,5 +1,5 @@
-"""Command line: ``session list|show|replay|export``, ``template list|run|sweep``,
-``kernelspec install``. ``register(subparsers)`` is called by ``airavata_magic.cli``."""
+"""``airavata-magic session list|show|replay|export``, ``template list|add|run|sweep`` and
+``kernelspec install``."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 from ..errors import InvalidArgument
+from . import positive_int_arg, seconds_arg
 
 
 def _print_table(table, empty: str) -> None:
@@ -18,22 +19,22 @@ def _print_table(table, empty: str) -> None:
 
 
 def _session_list(args: argparse.Namespace) -> int:
-    from .journal import SessionStore
+    from ..sessions.journal import SessionStore
 
     _print_table(SessionStore().table(), "no sessions")
     return 0
 
 
 def _session_show(args: argparse.Namespace) -> int:
-    from .journal import SessionStore, cells_table
+    from ..sessions.journal import SessionStore, cells_table
 
     _print_table(cells_table(SessionStore().read(args.name)), "no cells")
     return 0
 
 
 def _session_export(args: argparse.Namespace) -> int:
-    from . import export
-    from .journal import SessionStore
+    from ..sessions import export
+    from ..sessions.journal import SessionStore
 
     if not args.path.endswith(".ipynb"):
         raise InvalidArgument(f"export to a .ipynb path, not {args.path!r}")
@@ -43,9 +44,9 @@ def _session_export(args: argparse.Namespace) -> int:
 
 
 def _session_replay(args: argparse.Namespace) -> int:
-    from . import export
-    from .journal import SessionStore
-    from .runner import run_notebook
+    from ..sessions import export
+    from ..sessions.journal import SessionStore
+    from ..sessions.runner import run_notebook
 
     nb = export.build(SessionStore().read(args.name))
     out = args.output or f"{args.name}-replay.ipynb"
@@ -65,14 +66,14 @@ def _pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def _template_list(args: argparse.Namespace) -> int:
-    from .templates import TemplateStore
+    from ..sessions.templates import TemplateStore
 
     _print_table(TemplateStore().table(), "no templates")
     return 0
 
 
 def _template_add(args: argparse.Namespace) -> int:
-    from . import templates
+    from ..sessions import templates
 
     path = templates.add(args.name, args.session, args.inputs)
     print(f"template {args.name!r} created from session {args.session!r}: {path}")
@@ -80,7 +81,7 @@ def _template_add(args: argparse.Namespace) -> int:
 
 
 def _template_run(args: argparse.Namespace) -> int:
-    from . import templates
+    from ..sessions import templates
 
     r = templates.run(args.name, input_file=args.input_file, pairs=_pairs(args), runtime=args.runtime,
                       output=args.output, timeout=args.timeout)
@@ -94,7 +95,7 @@ def _template_run(args: argparse.Namespace) -> int:
 
 
 def _template_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from ..sessions.sweep import sweep
 
     def progress(i, combo, result) -> None:
         print(f"run {i}: {result.status} in {result.duration:.1f} s "
@@ -109,33 +110,13 @@ def _template_sweep(args: argparse.Namespace) -> int:
 
 
 def _kernelspec_install(args: argparse.Namespace) -> int:
-    from .kernelspec import install
+    from ..jupyter.kernelspec import install
 
     prefix = args.prefix or (sys.prefix if args.sys_prefix else None)
     where = install(args.runtime, profile=args.file, user=prefix is None, prefix=prefix)
     name = os.path.basename(where)
     print(f"installed kernelspec {name} in {where}; run a notebook there with: papermill -k {name} in.ipynb out.ipynb")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
-
-
-def _seconds(text: str) -> float:
-    try:
-        s = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not s > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return s
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -153,7 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = s.add_parser("replay", help="export and run a session with papermill")
     p.add_argument("name")
     p.add_argument("-o", "--output", help="the executed notebook (default: NAME-replay.ipynb)")
-    p.add_argument("--timeout", type=_seconds, help="give up after this many seconds")
+    p.add_argument("--timeout", type=seconds_arg, help="give up after this many seconds")
     p.set_defaults(func=_session_replay)
 
     t = subparsers.add_parser("template", help="templates made from sessions").add_subparsers(dest="template_cmd",
@@ -172,13 +153,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
                        help="one input value (repeatable)")
         p.add_argument("--runtime", help="run on a fresh runtime from this preset")
-        p.add_argument("--timeout", type=_seconds, help="seconds per run")
+        p.add_argument("--timeout", type=seconds_arg, help="seconds per run")
         if cmd == "run":
             p.add_argument("-o", "--output", help="where to write the executed notebook")
             p.set_defaults(func=_template_run)
         else:
             p.add_argument("--grid", required=True, help="grid file: {grid: {INPUT: [values...]}}")
-            p.add_argument("--parallel", type=_positive_int, default=2, help="runs at once (default 2)")
+            p.add_argument("--parallel", type=positive_int_arg, default=2, help="runs at once (default 2)")
             p.add_argument("--output-dir", help="folder for the run notebooks and sweep.csv")
             p.set_defaults(func=_template_sweep)
 

@@ -7,16 +7,18 @@ provisioner asks the runtime's backend to start the kernel instead.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
+import string
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..runtime import validate_name
+from ..checks import runtime_name as validate_name
 
 PROVISIONER = "airavata-provisioner"
 
@@ -40,15 +42,16 @@ def resolve_preset(preset: str, profile: str | None = None) -> str | None:
 
 
 def kernel_json(preset: str, profile: str | None) -> dict[str, Any]:
-    return {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"Python on {preset} (airavata)",
-        "language": "python",
-        # The kernel's process is elsewhere: interrupts go as interrupt_request messages.
-        "interrupt_mode": "message",
-        "metadata": {"kernel_provisioner": {"provisioner_name": PROVISIONER,
-                                            "config": {"runtime": preset, "profile": profile}}},
-    }
+    """The kernelspec from its template, ``kernels/kernel.json``.
+
+    ``argv`` is required by Jupyter but never run: the provisioner starts the kernel on the
+    runtime. ``interrupt_mode: message`` because the kernel's process is elsewhere."""
+    template = (importlib.resources.files("airavata_magic.kernels") / "kernel.json").read_text()
+    spec = json.loads(template)
+    spec["argv"][0] = sys.executable
+    spec["display_name"] = string.Template(spec["display_name"]).substitute(preset=preset)
+    spec["metadata"]["kernel_provisioner"]["config"] = {"runtime": preset, "profile": profile}
+    return spec
 
 
 def write_spec(preset: str, kernels_dir: Path, profile: str | None = None) -> Path:

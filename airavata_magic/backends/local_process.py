@@ -1,9 +1,11 @@
-"""The embedded ``local`` resource: an ipykernel in its own process on this machine.
+"""``kind: local``: a kernel in a separate process on this machine (``LocalProcessBackend``).
 
-No cluster needed. The kernel runs in a new session (process group), so it outlives a restart of
-the notebook kernel and ``%attach_runtime`` finds it again by pid. Ports bind 127.0.0.1 only; the
-connection file is 0600 in the runtime's private directory. A walltime is enforced here too, so
-the warnings and expiry behave as on a cluster.
+Not to be confused with the notebook's own kernel (the runtime name ``local``). No cluster
+needed. The kernel runs in a new session (process group), so it outlives a restart of the
+notebook kernel and ``%attach_runtime`` finds it again by pid. Ports bind 127.0.0.1 only; the
+connection file is 0600 in the runtime's private directory. A walltime is reported like a
+cluster's (``ends_at``; the manager stops the process when it passes). The kernel is started
+through ``kernel_guard.py``, which ends it once no notebook has held it for the idle limit.
 """
 from __future__ import annotations
 
@@ -18,12 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import paths, profile
+from .. import checks, paths
 from ..errors import BackendError, InvalidArgument
-from ..runtime import Observation, Runtime, RuntimeState
-from .base import AuthResult, Backend, ConnectionInfo
+from ..runtime import Observation, Runtime, RuntimeState, idle_limit, process_start
+from .base import AuthResult, Backend, ConnectionInfo, PORT_NAMES, Submission
 
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 def free_loopback_ports(n: int) -> list[int]:
@@ -52,21 +53,15 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """The kernel's start time in clock ticks (guards against pid reuse), None if gone/zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return fields[19]
+_proc_start_time = process_start  # the kernel's start time in clock ticks: guards against pid reuse
+GUARD = Path(__file__).with_name("kernel_guard.py")
 
 
-class LocalBackend(Backend):
+class LocalProcessBackend(Backend):
+    """Kernels in separate processes on this machine (the profile's ``kind: local``)."""
+
     kind = "local"
-    profile_keys = {"python": profile.path}
+    profile_keys = {"python": checks.path}
     poll_interval = 0.05
 
     def __init__(self, resource, runtime_dir) -> None:
@@ -76,16 +71,18 @@ class LocalBackend(Backend):
     def _python(self) -> str:
         return os.path.expanduser(self.resource.settings.get("python") or sys.executable)
 
-    def request(self, runtime: Runtime) -> None:
+    def request(self, runtime: Runtime) -> Submission:
         if runtime.spec.gpus:
             raise InvalidArgument("the local resource has no GPUs to give; drop --gpus or use a cluster resource")
         if runtime.spec.partition or runtime.spec.account or runtime.spec.image or runtime.spec.node:
             raise InvalidArgument("--partition, --account, --image and --node do not apply to the local resource")
-        self._start(runtime)
-        if runtime.spec.walltime:
-            runtime.ends_at = time.time() + runtime.spec.walltime * 60
+        state = self._start(runtime)
+        ends_at = time.time() + runtime.spec.walltime * 60 if runtime.spec.walltime else None
+        return Submission(str(state["pid"]), RuntimeState.STARTING, state, node=socket.gethostname(),
+                          ends_at=ends_at)
 
-    def _start(self, runtime: Runtime) -> None:
+    def _start(self, runtime: Runtime) -> dict[str, Any]:
+        """Start the kernel process; its backend_state (pid, start time, log, connection file)."""
         rdir = Path(self.runtime_dir(runtime.name))
         conn = rdir / "kernel.json"
         info = dict(zip(PORT_NAMES, free_loopback_ports(5)))
@@ -93,8 +90,9 @@ class LocalBackend(Backend):
                     key=secrets.token_hex(32), kernel_name="python3")
         paths.write_json(conn, info)
         log = rdir / "kernel.log"
-        argv = [self._python(), "-m", "ipykernel_launcher", "-f", str(conn),
-                "--HistoryManager.enabled=False"]
+        (rdir / "culled").unlink(missing_ok=True)
+        argv = [self._python(), str(GUARD), "--holders", str(paths.private_dir(rdir / "holders")),
+                "--idle", f"{idle_limit():g}", "--", "-f", str(conn), "--HistoryManager.enabled=False"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("JPY_")}
         env.pop("AIRAVATA_MAGIC_PROFILE", None)
         try:
@@ -105,11 +103,8 @@ class LocalBackend(Backend):
         except OSError as e:
             raise BackendError(f"cannot start a local kernel with {argv[0]}: {e.strerror}") from None
         self._children[proc.pid] = proc
-        runtime.job_id = str(proc.pid)
-        runtime.node = socket.gethostname()
-        runtime.state = RuntimeState.STARTING
-        runtime.backend_state = {"pid": proc.pid, "start_time": _proc_start_time(proc.pid), "log": str(log),
-                                 "connection_file": str(conn)}
+        return {"pid": proc.pid, "start_time": _proc_start_time(proc.pid), "log": str(log),
+                "connection_file": str(conn)}
 
     def _alive(self, runtime: Runtime) -> bool:
         pid = runtime.backend_state.get("pid")
@@ -120,17 +115,20 @@ class LocalBackend(Backend):
             return child.poll() is None
         return _proc_start_time(pid) == runtime.backend_state.get("start_time")
 
-    def kernel_alive(self, runtime: Runtime) -> bool | None:
+    def kernel_alive(self, runtime: Runtime, timeout: float = 1.0) -> bool | None:
         return self._alive(runtime)
 
     def observe(self, runtimes: list[Runtime]) -> dict[str, Observation]:
+        """Process state from /proc; a walltime passed is EXPIRED (the manager then stops it)."""
         out = {}
         now = time.time()
         for rt in runtimes:
             tail = log_tail(Path(rt.backend_state.get("log", "/nonexistent")))
+            culled = self._culled(rt)
             if rt.ends_at is not None and now >= rt.ends_at:
-                self._kill(rt)
                 out[rt.name] = Observation(RuntimeState.EXPIRED, "walltime reached", rt.node, tail, rt.ends_at)
+            elif culled and not self._alive(rt):
+                out[rt.name] = Observation(RuntimeState.STOPPED, culled, rt.node, tail, rt.ends_at)
             elif self._alive(rt):
                 out[rt.name] = Observation(RuntimeState.STARTING, "", rt.node, tail, rt.ends_at)
             else:
@@ -151,9 +149,19 @@ class LocalBackend(Backend):
         if pid and self._alive(runtime):
             os.killpg(pid, signal.SIGINT)  # the kernel leads its own process group
 
-    def restart(self, runtime: Runtime) -> None:
+    def _culled(self, runtime: Runtime) -> str:
+        """The guard's reason when it ended this kernel for being idle, else ''."""
+        try:
+            path = Path(runtime.backend_state["connection_file"]).with_name("culled")
+            return str(json.loads(path.read_text())["reason"])
+        except (OSError, KeyError, ValueError, TypeError):
+            return ""
+
+    def restart(self, runtime: Runtime) -> dict[str, Any] | None:
+        """A fresh kernel process; returns its backend_state and its pid as the new ``job_id``."""
         self._kill(runtime)
-        self._start(runtime)
+        state = self._start(runtime)
+        return {**state, "job_id": str(state["pid"])}
 
     def _kill(self, runtime: Runtime) -> None:
         pid = runtime.backend_state.get("pid")

@@ -9,7 +9,7 @@ import time
 import nbformat
 import pytest
 
-from airavata_magic.sessions.kernelspec import write_spec
+from airavata_magic.jupyter.kernelspec import write_spec
 from airavata_magic.sessions.runner import end_gracefully
 
 from .conftest import read_nb

@@ -2,7 +2,7 @@
 not produce on its own (the cluster autoscaler, a config error, a pod that is just waiting)."""
 from __future__ import annotations
 
-from airavata_magic.backends.kubernetes import format_events, observation_from_pod
+from airavata_magic.backends.kubernetes.status import format_events, observation_from_pod
 from airavata_magic.runtime import RuntimeState
 
 

@@ -69,7 +69,7 @@ def test_provisioner_reports_a_runtime_that_cannot_start(tmp_path, preset_env):
     env, prof = preset_env
     prof.write_text("resources:\n  broken: {kind: local, python: /nonexistent/python}\n"
                     "runtimes:\n  lbroken: {resource: broken}\n")
-    from airavata_magic.sessions.kernelspec import install
+    from airavata_magic.jupyter.kernelspec import install
 
     install("lbroken", prefix=str(tmp_path / "jp"))
     nb = nbformat.v4.new_notebook()
@@ -132,7 +132,7 @@ def test_jupyter_client_start_interrupt_restart_shutdown(tmp_path, magic_home, p
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    from airavata_magic.sessions.kernelspec import write_spec
+    from airavata_magic.jupyter.kernelspec import write_spec
 
     write_spec("lcpu", tmp_path / "ks" / "kernels")
     ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "ks" / "kernels")])
@@ -192,7 +192,7 @@ def test_interrupted_papermill_leaves_no_runtime_behind(tmp_path, magic_home, pr
     slow.write_text(f"#!/bin/sh\necho $$ > {tmp_path}/slow.pid\nsleep 60\nexec {sys.executable} \"$@\"\n")
     slow.chmod(0o755)
     prof.write_text(f"resources:\n  slowres: {{kind: local, python: {slow}}}\nruntimes:\n  lslow: {{resource: slowres}}\n")
-    from airavata_magic.sessions.kernelspec import install
+    from airavata_magic.jupyter.kernelspec import install
 
     install("lslow", prefix=str(tmp_path / "jp"))
     nb = nbformat.v4.new_notebook()
@@ -220,7 +220,7 @@ def test_the_async_kernel_manager_jupyter_server_uses(tmp_path, magic_home, pres
     from jupyter_client.ioloop import AsyncIOLoopKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from airavata_magic.sessions.kernelspec import write_spec
+    from airavata_magic.jupyter.kernelspec import write_spec
 
     write_spec("lcpu", tmp_path / "ks" / "kernels")
 

@@ -1,4 +1,4 @@
-"""What the ``slurm`` and ``ssh`` backends share: a kernel started by ``kernels/remote_launcher.py``
+"""The base of SSH-launched kernels (the ``slurm`` and ``ssh`` backends): a kernel started by ``kernels/remote_launcher.py``
 in a private run directory on the remote side, reached over the resource's one SSH connection.
 
 Remote layout, under the profile's ``work_dir`` (default ``~/.airavata-magic``, mode 0700)::
@@ -11,28 +11,30 @@ Remote layout, under the profile's ``work_dir`` (default ``~/.airavata-magic``, 
 
 The client reads ``kernel.json`` over SFTP and opens one forward per port through the SSH
 connection. The key stays in memory here; ``Runtime.backend_state`` holds only paths and pids.
+paramiko (``transport.ssh``) is imported on first connection, not with this module.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import re
-import secrets
 import shlex
-import string
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .. import profile as validators
-from ..errors import BackendError, InvalidArgument, TransportError
+from .. import checks as validators
+from ..errors import BackendError, TransportError
 from ..runtime import Observation, Runtime, RuntimeState
-from ..transport.ssh import Forward, SshConnection, SshTarget, connection_for, parse_jump, quote_argv
-from .base import AuthResult, Backend, ConnectionInfo, Resource
+from ..transport.target import SshTarget, parse_jump
+from .base import AuthResult, Backend, ConnectionInfo, PORT_NAMES
+from .scripts import launcher_source, run_dir_name
 
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+if TYPE_CHECKING:
+    from ..profile import Resource
+    from ..transport.ssh import Forward, SshConnection
+
 LOG_TAIL_BYTES = 2000
 SEED_WAIT_S = 1.0  # how long connection() waits for a starting kernel to bind its ports
 DEFAULT_WORK_DIR = "~/.airavata-magic"
@@ -96,97 +98,10 @@ def target_of(settings: dict[str, Any]) -> SshTarget:
     return SshTarget(**kw)
 
 
-# -- rendering (pure functions) --------------------------------------------------------------
-def _template(name: str) -> string.Template:
-    return string.Template((importlib.resources.files("airavata_magic.kernels") / name).read_text())
-
-
-def sbatch_quote(value: str) -> str:
-    """A value for an ``#SBATCH`` line: sbatch honours double quotes with backslash escapes
-    (verified on Slurm 22.05: spaces, quotes, ``;``, ``#``, ``$(..)`` arrive intact)."""
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def slurm_filename(path: str) -> str:
-    """A path for ``--output``: ``%`` is Slurm's pattern character, ``%%`` a literal one."""
-    return path.replace("%", "%%")
-
-
-def sbatch_options(*, partition: str | None = None, account: str | None = None, walltime: int | None = None,
-                   cpus: int | None = None, memory: int | None = None, gpus: int | None = None,
-                   node: str | None = None) -> list[tuple[str, str]]:
-    """The resource options of a job as (option, value) pairs, in a fixed order."""
-    opts: list[tuple[str, str]] = []
-    if partition:
-        opts.append(("--partition", partition))
-    if account:
-        opts.append(("--account", account))
-    if walltime:
-        opts.append(("--time", str(int(walltime))))
-    if cpus:
-        opts.append(("--cpus-per-task", str(int(cpus))))
-    if memory:
-        opts.append(("--mem", f"{int(memory)}M"))
-    if gpus:
-        opts.append(("--gres", f"gpu:{int(gpus)}"))
-    if node:
-        opts.append(("--nodelist", node))
-    return opts
-
-
-def render_job_script(*, job_name: str, output: str, options: list[tuple[str, str]], setup: list[str],
-                      command: list[str]) -> str:
-    """The Slurm job script (``kernels/slurm_job.sh``). Every value is quoted: ``#SBATCH`` values
-    for sbatch's parser, the command's argv for the shell. Setup lines are shell code by design
-    (``module load ...``) and are kept as written, one per line. ``command`` is exec'd last."""
-    for line in setup:
-        if "\n" in line or "\r" in line:
-            raise InvalidArgument("each setup entry must be one shell line")
-    return _template("slurm_job.sh").substitute(
-        job_name=sbatch_quote(job_name),
-        output=sbatch_quote(slurm_filename(output)),
-        directives="\n".join(f"#SBATCH {opt}={sbatch_quote(val)}" for opt, val in options) or "# (no resource options)",
-        setup="\n".join(setup) or ":",
-        command="exec " + quote_argv(command),
-    )
-
-
-def render_ssh_script(*, setup: list[str], command: list[str]) -> str:
-    """The script that starts a kernel on a plain SSH host (``kernels/ssh_kernel.sh``)."""
-    return _template("ssh_kernel.sh").substitute(
-        setup="\n".join(setup) or ":", command="exec " + quote_argv(command),
-    )
-
-
-def launcher_source() -> bytes:
-    return (importlib.resources.files("airavata_magic.kernels") / "remote_launcher.py").read_bytes()
-
-
-def run_dir_name(runtime_name: str) -> str:
-    """A directory name for a runtime: readable, safe in any shell, unique."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", runtime_name)[:40].lstrip(".-") or "runtime"
-    return f"{safe}-{secrets.token_hex(4)}"
-
-
-def parse_sections(text: str, boundary: str) -> dict[str, str]:
-    """Split the output of a batched remote command into its ``<boundary> key`` sections."""
-    out: dict[str, str] = {}
-    key = ""
-    buf: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if line.startswith(boundary + " "):
-            out[key] = "".join(buf)
-            key, buf = line[len(boundary) + 1:].strip(), []
-        else:
-            buf.append(line)
-    out[key] = "".join(buf)
-    return out
-
-
 @dataclass
 class _Tunnel:
     fingerprint: tuple
-    forwards: list[Forward]
+    forwards: list["Forward"]
     info: ConnectionInfo
 
     def close(self) -> None:
@@ -194,26 +109,31 @@ class _Tunnel:
             f.close()
 
 
-class RemoteKernelBackend(Backend):
+class SshLaunchedBackend(Backend):
     """Base of the ``slurm`` and ``ssh`` backends: run directories, connection files, forwards,
-    restarts, authentication. Subclasses submit, observe and stop."""
+    restarts, observing with back-off, authentication. Subclasses submit, query and stop."""
 
     profile_keys = SSH_KEYS
     required_keys = ("host",)
+    #: how long an observe() answer stays fresh at most (``Backoff.cap``)
+    observe_cap: float = 5.0
 
-    def __init__(self, resource: Resource, runtime_dir: Callable[[str], Any]) -> None:
+    def __init__(self, resource: "Resource", runtime_dir: Callable[[str], Any]) -> None:
         super().__init__(resource, runtime_dir)
         self.settings = resource.settings
         self.target = target_of(self.settings)
         self._tunnels: dict[str, _Tunnel] = {}
         self._lock = threading.RLock()
         self._launcher_path: str | None = None
-        self._stopping: set[str] = set()
+        self._backoff = Backoff(cap=self.observe_cap)
+        self._observe_lock = threading.Lock()
 
     # -- the connection --------------------------------------------------------------------
     @property
-    def conn(self) -> SshConnection:
-        """The resource's one shared SSH connection."""
+    def conn(self) -> "SshConnection":
+        """The resource's one shared SSH connection (paramiko is imported here, on first use)."""
+        from ..transport.ssh import connection_for
+
         return connection_for(self.target)
 
     def run(self, command: str | list[str], stdin: bytes | str | None = None, timeout: float = 60) -> tuple[int, str, str]:
@@ -262,6 +182,15 @@ class RemoteKernelBackend(Backend):
     def launcher_argv(self, runtime: Runtime, rundir: str, *extra: str) -> list[str]:
         """The argv that starts the launcher for ``rundir`` (uploading the launcher if needed)."""
         return [self.python, self.ensure_launcher(), rundir, *extra]
+
+    @staticmethod
+    def in_new_run_dir(rundir: str, script: str, then: str) -> str:
+        """The one prologue of every submission: create ``rundir`` private (0700, and its parent),
+        enter it, save the script from stdin as ``script``, then run ``then`` there."""
+        rd = shlex.quote(rundir)
+        parent = shlex.quote(rundir.rsplit("/", 1)[0])
+        return (f"umask 077 && mkdir -p -- {rd} && chmod 700 -- {parent} {rd} && cd -- {rd} && "
+                f"cat > {shlex.quote(script)} && {then}")
 
     # -- kernel connection -----------------------------------------------------------------
     def _read_connection_file(self, runtime: Runtime) -> dict[str, Any] | None:
@@ -320,21 +249,54 @@ class RemoteKernelBackend(Backend):
         if tunnel is not None:
             tunnel.close()
 
-    def restart(self, runtime: Runtime) -> None:
-        """Ask the launcher for a fresh kernel in the same allocation (flag file)."""
+    def restart(self, runtime: Runtime) -> dict[str, Any] | None:
+        """Ask the launcher for a fresh kernel in the same allocation (flag file). The record
+        does not change (same run directory, same job)."""
         rd = shlex.quote(self.rundir(runtime))
         rc, _, err = self.run(f"rm -f -- {rd}/kernel.json && touch -- {rd}/restart")
         if rc != 0:
             raise BackendError(f"runtime {runtime.name!r}: cannot restart its kernel: {err.strip()[-300:]}")
         self.close_tunnels(runtime)
         self.invalidate()
+        return None
 
     def invalidate(self) -> None:
         """Forget cached observations (after a request, stop or restart)."""
+        self._backoff.reset()
+
+    # -- observing (shared: one query for all runtimes of the resource, with back-off) --------
+    def recorded(self, runtime: Runtime) -> str:
+        """Why this runtime's record cannot be queried ('' when it can)."""
+        return "" if "run_dir" in runtime.backend_state else "no run directory recorded"
+
+    def observe(self, runtimes: list[Runtime]) -> dict[str, Observation]:
+        """One remote query for all runtimes whose records say enough (``recorded``), answered
+        from a cache while fresh (``Backoff``). Only reads; never stops anything."""
+        result: dict[str, Observation] = {}
+        mine = []
+        for r in runtimes:
+            why = self.recorded(r)
+            if why:
+                result[r.name] = Observation(RuntimeState.FAILED, why)
+            else:
+                mine.append(r)
+        if not mine:
+            return result
+        key = tuple((r.name, r.job_id, r.state) for r in mine)
+        with self._observe_lock:
+            if not self._backoff.fresh(key):
+                self._backoff.store(key, self.query(mine))
+            return {**result, **self._backoff.value}
+
+    def query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
+        """Ask the remote side about ``runtimes`` now (one command); implemented per kind."""
+        raise NotImplementedError
 
     # -- authentication --------------------------------------------------------------------
     def authenticate(self) -> AuthResult:
         """A fresh SSH handshake (host key verified) and ``true``; plus the scheduler check."""
+        from ..transport.ssh import SshConnection
+
         conn = SshConnection(self.target)  # not the pooled one: this must be a real handshake
         try:
             rc, _, err = conn.run(["true"], timeout=30)
@@ -349,7 +311,7 @@ class RemoteKernelBackend(Backend):
         finally:
             conn.close()
 
-    def check_remote(self, conn: SshConnection) -> str | None:
+    def check_remote(self, conn: "SshConnection") -> str | None:
         """A problem found on the remote side after login (e.g. no sbatch), or None."""
         return None
 
@@ -365,12 +327,13 @@ class RemoteKernelBackend(Backend):
         return f"tail -c {LOG_TAIL_BYTES} -- {shlex.quote(self.rundir(runtime) + '/job.log')} 2>/dev/null"
 
     @staticmethod
-    def ended(runtime: Runtime, stopping: bool, why: str, log: str, expired: bool = False) -> Observation:
-        """The observation of a runtime whose kernel or job is over."""
+    def ended(runtime: Runtime, why: str, log: str, expired: bool = False, stopped: bool = False) -> Observation:
+        """The observation of a runtime whose kernel or job is over. (A runtime the user stopped
+        is never observed again: the manager records STOPPED itself when it calls ``stop()``.)"""
         if expired:
             return Observation(RuntimeState.EXPIRED, why or "walltime reached", log_tail=log)
-        if stopping:
-            return Observation(RuntimeState.STOPPED, "stopped by the user", log_tail=log)
+        if stopped:
+            return Observation(RuntimeState.STOPPED, why, log_tail=log)
         if runtime.state == RuntimeState.READY:
             return Observation(RuntimeState.DEAD, why, log_tail=log)
         return Observation(RuntimeState.FAILED, why, log_tail=log)

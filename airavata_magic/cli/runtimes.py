@@ -1,23 +1,16 @@
-"""``airavata-magic``: the magics for terminals and batch jobs.
-
-Runtime commands live here; ``compute`` and ``session``/``template``/``kernelspec`` are added by
-their own modules through ``register(subparsers)``. Errors print one line and exit 2.
-"""
+"""``airavata-magic runtimes|request|wait|stop|stat|authenticate``: the runtime magics' twins."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import sys
-from typing import Sequence
+from typing import Any
 
-from .errors import AiravataError, RuntimeFailed
-
-_EXTENSIONS = ("airavata_magic.compute", "airavata_magic.sessions.cli")
+from ..errors import AiravataError
+from ..runtime import SPEC_FIELDS
+from . import seconds_arg
 
 
 def _manager():
-    from . import get_manager
+    from .. import get_manager
 
     return get_manager()
 
@@ -32,8 +25,7 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    overrides = {k: getattr(args, k) for k in ("cpus", "memory", "gpus", "walltime", "partition",
-                                               "account", "image", "node")}
+    overrides = {k: getattr(args, k) for k in SPEC_FIELDS}
     _, msg = _manager().request(args.name, file=args.file, resource=args.resource, use=args.use,
                                 overrides=overrides)
     print(msg)
@@ -43,7 +35,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
 
 
 def _cmd_wait(args: argparse.Namespace) -> int:
-    from .manager import print_state_changes
+    from ..manager import print_state_changes
 
     _manager().wait(args.name, timeout=getattr(args, "timeout", None), on_update=print_state_changes())
     return 0
@@ -66,19 +58,14 @@ def _cmd_stat(args: argparse.Namespace) -> int:
 
 def _cmd_authenticate(args: argparse.Namespace) -> int:
     rows = _manager().authenticate(args.file, args.resources or None)
-    from .manager import auth_rows
+    from ..manager import auth_rows
 
     print("\n".join(auth_rows(rows)))
     return 0 if all(r.ok for r in rows) else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="airavata-magic",
-        description="Runtimes, batch commands, sessions and templates of airavata-magic, from a terminal.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def register(sub: Any) -> None:
+    """Add the runtime commands to the ``airavata-magic`` command line."""
     p = sub.add_parser("runtimes", help="list this user's runtimes")
     p.set_defaults(func=_cmd_runtimes)
 
@@ -87,15 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file")
     p.add_argument("--resource")
     p.add_argument("--use")
-    for flag in ("cpus", "memory", "gpus", "walltime", "partition", "account", "image", "node"):
+    for flag in SPEC_FIELDS:
         p.add_argument(f"--{flag}")
     p.add_argument("--wait", action="store_true", help="then wait until it is ready")
-    p.add_argument("--timeout", type=float)
+    p.add_argument("--timeout", type=seconds_arg)
     p.set_defaults(func=_cmd_request)
 
     p = sub.add_parser("wait", help="wait until a runtime is ready")
     p.add_argument("name")
-    p.add_argument("--timeout", type=float)
+    p.add_argument("--timeout", type=seconds_arg)
     p.set_defaults(func=_cmd_wait)
 
     p = sub.add_parser("stop", help="stop a runtime (or --all)")
@@ -111,29 +98,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("resources", nargs="*")
     p.add_argument("--file")
     p.set_defaults(func=_cmd_authenticate)
-
-    for module in _EXTENSIONS:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except RuntimeFailed as e:
-        if e.log_tail:
-            print("--- log tail ---\n" + e.log_tail, file=sys.stderr)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except AiravataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

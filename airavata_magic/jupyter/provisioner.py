@@ -87,7 +87,7 @@ class RuntimeProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self._name, self._exit, self._stopped = name, None, False
         _LIVE.add(self)
 
-        def cancelled(_rt: Any, _elapsed: float) -> None:
+        def cancelled(_rt: Any, _elapsed: float, _log_tail: str = "") -> None:
             if self._cancel is not None and self._cancel.is_set():
                 raise AiravataError(f"start of runtime {name!r} cancelled")
 
