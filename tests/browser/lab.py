@@ -229,7 +229,8 @@ class Lab:
         return cell.locator(".jp-OutputArea-child")
 
     def output_text(self, cell: Any) -> str:
-        return "\n".join(self.outputs(cell).all_inner_texts())
+        """What the cell's outputs show (without the ``[n]:`` prompts of results)."""
+        return "\n".join(cell.locator(".jp-OutputArea-output").all_inner_texts())
 
     def errors(self, cell: Any) -> Any:
         return cell.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
