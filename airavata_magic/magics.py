@@ -172,7 +172,7 @@ class RuntimeMagics(Magics):
                 raise
             # The outcome goes into the same display: one output area, changed in place.
             note = f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})"
-            final = status_bundle(rt, last[0], last[1], note=note)
+            final = status_bundle(rt, last[0], note=note)  # the log tail mattered while waiting
             if handle is None:
                 display(final, raw=True)
             else:

@@ -155,9 +155,9 @@ def test_remote_widget_slider(lab: Lab, remote: dict[str, str]) -> None:
     lab.page.mouse.up()
     value = wait_until(lambda: (v := readout.inner_text().strip()) != "3" and v, 10, "the readout to change")
     assert 50 <= int(value) <= 90, value
-    lab.shot("5-widget", cell)
     seen = lab.run_and_wait(lab.cell(first_line(READ)))
     assert f"remote sees {value}" in seen, (value, seen)
+    lab.shot("5-widget", cell)
 
 
 def test_kernelspec_appears_in_launcher_and_runs_on_the_runtime(lab: Lab) -> None:
