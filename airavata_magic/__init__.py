@@ -80,3 +80,35 @@ def _autoload() -> None:
 
 
 _autoload()
+
+
+# -- The Python API: `import airavata_magic as am; am.request_runtime(...)` --------------------
+# Names resolve on first use, so `import airavata_magic` (and %load_ext) stays light.
+# "module" gives the module itself (am.session.start), "module:attr" one of its attributes.
+# A feature adds itself with ONE line here, e.g. "storage": "airavata_magic.storage.api".
+_API: dict[str, str] = {
+    "authenticate": "airavata_magic.api:authenticate",
+    "request_runtime": "airavata_magic.api:request_runtime",
+    "get_runtime": "airavata_magic.api:get_runtime",
+    "runtimes": "airavata_magic.api:runtimes",
+    "Runtime": "airavata_magic.api:Runtime",
+    "RemoteError": "airavata_magic.api:RemoteError",
+    "RemoteValue": "airavata_magic.api:RemoteValue",
+    "session": "airavata_magic.api.session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    target = _API.get(name)
+    if target is None:
+        raise AttributeError(f"module 'airavata_magic' has no attribute {name!r}")
+    import importlib
+
+    module, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module), attr) if attr else importlib.import_module(module)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

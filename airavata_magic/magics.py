@@ -134,8 +134,9 @@ class RuntimeMagics(Magics):
         a = parse(self.request_runtime, line)
         overrides = {k: getattr(a, k) for k in ("cpus", "memory", "gpus", "walltime", "partition",
                                                 "account", "image", "node")}
-        _, msg = self.manager.request(a.name, file=a.file, resource=a.resource, use=a.use, overrides=overrides)
-        print(msg)
+        from .api import request_runtime  # the API scripts call: one code path (same manager)
+
+        print(request_runtime(a.name, file=a.file, resource=a.resource, use=a.use, keep=True, **overrides).message)
 
     @magic_arguments()
     @argument("name", help="runtime name")
@@ -243,7 +244,9 @@ class RuntimeMagics(Magics):
         """A DataFrame of this user's runtimes: name, resource, state, job id, node, resources, walltime left."""
         if line.strip():
             raise UsageError("%runtimes takes no arguments")
-        return self.manager.table()
+        from .api import runtimes
+
+        return runtimes()
 
     @magic_arguments()
     @argument("name", help="runtime name")

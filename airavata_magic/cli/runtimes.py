@@ -18,7 +18,9 @@ def _manager():
 def _cmd_runtimes(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    table = _manager().table()
+    from ..api import runtimes
+
+    table = runtimes()
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False) if len(table) else "no runtimes")
     return 0
@@ -26,9 +28,10 @@ def _cmd_runtimes(args: argparse.Namespace) -> int:
 
 def _cmd_request(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k) for k in SPEC_FIELDS}
-    _, msg = _manager().request(args.name, file=args.file, resource=args.resource, use=args.use,
-                                overrides=overrides)
-    print(msg)
+    from ..api import request_runtime  # the API scripts call: one code path
+
+    print(request_runtime(args.name, file=args.file, resource=args.resource, use=args.use, keep=True,
+                          **overrides).message)
     if args.wait:
         return _cmd_wait(args)
     return 0

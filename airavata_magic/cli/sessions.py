@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 from ..errors import InvalidArgument
+from ..shell.cli import add_session_commands
 from . import positive_int_arg, seconds_arg
 
 
@@ -129,6 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = s.add_parser("show", help="the cells of one session")
     p.add_argument("name")
     p.set_defaults(func=_session_show)
+    add_session_commands(s)  # start | stop | load: shell sessions (airavata_magic/shell)
     p = s.add_parser("export", help="write a notebook that papermill re-runs unchanged")
     p.add_argument("name")
     p.add_argument("path", help="the notebook to write (.ipynb)")

@@ -34,6 +34,8 @@ STEERING_MAGICS = {"request_runtime", "wait_for_runtime", "switch_runtime", "sto
 _LINE_MAGIC_RE = re.compile(r"^\s*%(?!%)([A-Za-z_]\w*)(.*)$")
 SETUP_TAG, TEARDOWN_TAG, PUSH_TAG = "airavata-setup", "airavata-teardown", "airavata-push"
 WAIT_TIMEOUT = 900
+# Sessions not recorded from notebook cells export through their own builder (kind -> "module:function").
+OTHER_KINDS = {"script": "airavata_magic.api.session:build_notebook", "shell": "airavata_magic.shell.export:build"}
 
 
 @dataclass
@@ -143,6 +145,12 @@ def _code_cell(code: str, tags: list[str] | None = None, outputs: list | None = 
 def build(nb: dict[str, Any], *, parameters: str | None = None, steps: list[Step] | None = None,
           skipped: list[int] | None = None, title: str | None = None) -> nbformat.NotebookNode:
     """The exported notebook for a recorded session (``parameters``: a templates' parameters cell)."""
+    kind = nb.get("metadata", {}).get("airavata", {}).get("session", {}).get("kind", "notebook")
+    if kind in OTHER_KINDS and parameters is None and steps is None:
+        import importlib
+
+        module, _, func = OTHER_KINDS[kind].partition(":")
+        return getattr(importlib.import_module(module), func)(nb)
     if steps is None:
         steps, skipped = plan(nb)
     session = nb.get("metadata", {}).get("airavata", {}).get("session", {})

@@ -194,6 +194,7 @@ class SessionInfo:
     cells: int
     runtimes: list[str]
     started: float | None
+    kind: str = "notebook"  # notebook | script (Python API calls) | shell (commands in a terminal)
 
 
 class SessionStore:
@@ -223,21 +224,27 @@ class SessionStore:
             meta = read_tail_metadata(p) or {}
             s = meta.get("airavata", {}).get("session", {})
             used = sorted(s.get("used", []) or [])
-            yield SessionInfo(p.stem, p, int(s.get("cells", 0)), used, s.get("started"))
+            yield SessionInfo(p.stem, p, int(s.get("cells", 0)), used, s.get("started"), s.get("kind", "notebook"))
 
     def table(self):
-        """A pandas DataFrame of sessions: name, cells, runtimes, started, path."""
+        """A pandas DataFrame of sessions: name, kind, cells, runtimes, started, path."""
         import pandas as pd
 
-        rows = [{"name": s.name, "cells": s.cells, "runtimes": ", ".join(s.runtimes),
+        rows = [{"name": s.name, "kind": s.kind, "cells": s.cells, "runtimes": ", ".join(s.runtimes),
                  "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s.started)) if s.started else None,
                  "path": str(s.path)} for s in self.all()]
-        return pd.DataFrame(rows, columns=["name", "cells", "runtimes", "started", "path"])
+        return pd.DataFrame(rows, columns=["name", "kind", "cells", "runtimes", "started", "path"])
 
 
 def cells_table(nb: dict[str, Any]):
-    """The cells of one session as a DataFrame: #, runtimes, status, duration, code."""
+    """The cells of one session as a DataFrame: #, runtimes, status, duration, code
+    (a shell session: #, cwd, exit, duration, output, command)."""
     import pandas as pd
+
+    if nb.get("metadata", {}).get("airavata", {}).get("session", {}).get("kind") == "shell":
+        from ..shell.journal import commands_table
+
+        return commands_table(nb)
 
     rows = []
     for i, c in enumerate(nb.get("cells", []), 1):

@@ -39,7 +39,7 @@ _KEY_BLOCK_RE = re.compile(
     r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)", re.DOTALL)
 # `name = value` / `name: value` / `"name": "value"` in free text (outputs, magics, shell lines).
 _TEXT_ASSIGN_RE = re.compile(
-    r"""(?P<key>["']?(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})["']?)(?P<sep>\s*[:=]\s*)"""
+    r"""(?P<key>["']?(?P<name>[A-Za-z_][A-Za-z0-9_.-]{0,63})["']?)(?P<sep>[ \t]*[:=][ \t]*)"""
     r"""(?P<value>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[^\s"',;}\])]+)""")
 
 

@@ -27,11 +27,27 @@ def restart_kernel(info: dict[str, Any], label: str, *, reply_timeout: float = S
 
     link = KernelLink(info, label=label)
     try:
+        # First make sure the control channel's path through the port-forward carries messages: a
+        # request sent while a fresh forward is still opening its stream can be lost, and a lost
+        # shutdown request cannot be told from a kernel that will not answer. kernel_info is
+        # harmless to repeat; the shutdown request is sent once.
+        deadline = time.monotonic() + reply_timeout
+        while True:
+            link.session.send(link.control, link.session.msg("kernel_info_request", {}))
+            if link.control.poll(1000):
+                link.recv(link.control)
+                break
+            if time.monotonic() >= deadline:
+                raise BackendError(f"the kernel of runtime {label!r} did not answer on its control channel")
         # on the control channel, as jupyter_client's restart does; the reply names the old kernel
         link.session.send(link.control, link.session.msg("shutdown_request", {"restart": True}))
-        if not link.control.poll(int(reply_timeout * 1000)):
-            raise BackendError(f"the kernel of runtime {label!r} did not answer the restart request")
-        old = link.recv(link.control)["header"]["session"]
+        while True:
+            if not link.control.poll(int(reply_timeout * 1000)):
+                raise BackendError(f"the kernel of runtime {label!r} did not answer the restart request")
+            reply = link.recv(link.control)
+            if reply["header"]["msg_type"] == "shutdown_reply":
+                old = reply["header"]["session"]
+                break
     finally:
         link.close()
     deadline = time.monotonic() + timeout
