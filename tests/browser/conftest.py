@@ -51,7 +51,7 @@ def ensure_chromium() -> str:
         return CHROMIUM
     if os.geteuid() != 0:
         _unavailable(f"{CHROMIUM} is missing and installing it needs root (apt-get install chromium)")
-    install = ("install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES)
+    install = ("install", "-y", "-q", *APT_PACKAGES)  # with recommends: as tried here
     r = _apt(*install)
     if r.returncode != 0:  # a fresh machine has no package lists yet
         _apt("update", "-q")
