@@ -57,6 +57,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerExited(AssertionError):
+    """jupyter lab ended before it answered."""
+
+
 class LabServer:
     """``jupyter lab`` on 127.0.0.1 with a token, serving ``root``, all state under ``base``."""
 
@@ -93,21 +97,33 @@ class LabServer:
             path.write_text(json.dumps(value))
         return env
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, tries: int = 3) -> None:
+        """Start the server; a port taken between our pick and its bind is tried again elsewhere."""
+        for attempt in range(tries):
+            try:
+                self._start_once(timeout)
+                return
+            except ServerExited:
+                if attempt == tries - 1:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start_once(self, timeout: float) -> None:
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
                "--ServerApp.terminals_enabled=False", "--LabApp.extension_manager=readonly"]
         if os.geteuid() == 0:  # CI runs as root
             cmd.append("--allow-root")
-        with open(self.log, "wb") as log:
+        with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         wait_until(self._answers, timeout, f"JupyterLab to answer on {self.url} (log: {self.log})", every=0.25)
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited with {self.proc.returncode}:\n{self.tail()}")
+            raise ServerExited(f"jupyter lab exited with {self.proc.returncode}:\n{self.tail()}")
         try:
             with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as r:
                 return r.status == 200
@@ -155,17 +171,7 @@ class Lab:
         count = len(json.loads((self.server.root / name).read_text())["cells"])
         self.page.locator(".jp-DirListing-item", has_text=name).first.dblclick()
         wait_until(lambda: self.notebook.locator(".jp-Cell").count() == count, 30, f"{name}'s {count} cells")
-        self.accept_kernel_dialog()
         self.wait_kernel_idle()
-
-    def accept_kernel_dialog(self) -> None:
-        """Lab may ask which kernel to start (the notebook's own is preselected): take it."""
-        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
-        try:
-            dialog.wait_for(timeout=1500)
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: no dialog, nothing to answer
-            return
-        dialog.locator("button", has_text="Select").click()
 
     @property
     def notebook(self) -> Any:
@@ -178,7 +184,14 @@ class Lab:
         return bar.first.inner_text().rsplit("|", 1)[-1].strip().lower() if bar.count() else ""
 
     def wait_kernel_idle(self, timeout: float = 60) -> None:
-        wait_until(lambda: self.kernel_status() == "idle", timeout, "the notebook's kernel to be idle")
+        """Wait for the kernel; if Lab asks which kernel to start (the settings say to start the
+        notebook's own, but a person would answer), take the preselected one."""
+        def idle() -> bool:
+            dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+            if dialog.count():
+                dialog.locator("button", has_text="Select").click()
+            return self.kernel_status() == "idle"
+        wait_until(idle, timeout, "the notebook's kernel to be idle")
 
     def menu(self, top: str, item: str) -> None:
         self.page.locator(".lm-MenuBar-itemLabel", has_text=top).first.click()
