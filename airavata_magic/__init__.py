@@ -34,6 +34,7 @@ def load_ipython_extension(ip: Any) -> None:
         return
     from .magics import RemoteCellError, RuntimeMagics, show_remote_traceback
     from .routing import CellRouting, make_router
+    from .fanout import magics as fanout_magics
     from .sessions import magics as session_magics
 
     manager = get_manager()
@@ -43,6 +44,10 @@ def load_ipython_extension(ip: Any) -> None:
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
+    from .applications import magics as application_magics  # %application, %resources, %usage
+
+    application_magics.load(ip, manager)
+    fanout_magics.load(ip, manager)
     ours = ip.magics_manager.magics
     line_names = {n for n, f in ours["line"].items() if getattr(f, "__self__", None) is not None
                   and type(f.__self__).__module__.startswith("airavata_magic")}
@@ -95,6 +100,9 @@ _API: dict[str, str] = {
     "RemoteError": "airavata_magic.api:RemoteError",
     "RemoteValue": "airavata_magic.api:RemoteValue",
     "session": "airavata_magic.api.session",
+    "applications": "airavata_magic.applications",  # list/show/add/register (issue 12)
+    "compute": "airavata_magic.compute",  # execute, resources, usage (issue 12)
+    "fanout": "airavata_magic.fanout",  # am.fanout.run / gather / retry / plot_hits / scale_run
 }
 
 

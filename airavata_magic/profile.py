@@ -19,6 +19,18 @@ from .yamlfile import FileFormatError, LineDict, parse_yaml
 PROFILE_NAME = "cybershuttle.yml"
 
 
+def cost_prices(value: Any) -> dict[str, float]:
+    """A resource's ``cost: {cpu_hour: 0.05, gpu_hour: 2.5}``: non-negative prices per hour."""
+    if not isinstance(value, dict) or not value or set(value) - {"cpu_hour", "gpu_hour"}:
+        raise ValueError("cost must be a mapping with cpu_hour and/or gpu_hour, e.g. {cpu_hour: 0.05, gpu_hour: 2.5}")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"cost.{k} must be a non-negative number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
 # -- the profile -----------------------------------------------------------------------------
 @dataclass
 class Resource:
@@ -48,6 +60,7 @@ class Profile:
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    applications: dict[str, dict[str, str]] = field(default_factory=dict)  # shared registered executables
 
     def resource(self, name: str) -> Resource:
         try:
@@ -119,8 +132,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes or storage")
+        if key not in ("resources", "runtimes", "storage", "applications"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or applications")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -147,6 +160,12 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         settings: dict[str, Any] = {}
         for key, value in body.items():
             if key == "kind":
+                continue
+            if key == "cost":  # -- prices for every kind (scale runs report cost): {cpu_hour, gpu_hour}
+                try:
+                    settings[key] = cost_prices(value)
+                except ValueError as e:
+                    raise err(body, key, f"{rkey}: {e}") from None
                 continue
             if key not in cls.profile_keys:
                 known = ", ".join(sorted(cls.profile_keys)) or "none"
@@ -208,6 +227,26 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.storage[str(name)] = {"location": checks.text(body["location"])}
         except AiravataError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
+
+    # -- applications: executables registered for everyone who uses this profile (issue 12) ----
+    applications = doc.get("applications") or LineDict()
+    if not isinstance(applications, dict):
+        raise err(doc, "applications", "must be a mapping of names to {resource: R, command: PATH}")
+    for name, body in applications.items():
+        akey = f"applications.{name}"
+        try:
+            checks.key_name(name, "application name")
+        except AiravataError as e:
+            raise err(applications, name, str(e)) from None
+        if not isinstance(body, LineDict) or not {"resource", "command"} <= set(body) \
+                or not set(body) <= {"resource", "command", "description"}:
+            raise err(applications, name, f"{akey} must be {{resource: R, command: PATH[, description: TEXT]}}")
+        if body["resource"] not in profile.resources:
+            raise err(body, "resource", f"{akey}: unknown resource {body['resource']!r}")
+        try:
+            profile.applications[name] = {k: checks.text(v, k) for k, v in body.items()}
+        except AiravataError as e:
+            raise err(body, "command", f"{akey}: {e}") from None
     return profile
 
 

@@ -98,7 +98,7 @@ class SlurmBackend(SshLaunchedBackend):
         """The kernel job for a runtime whose files live in ``rundir``."""
         return render_job_script(
             job_name=runtime.name, output=f"{rundir}/job.log", options=self.options(runtime.spec),
-            setup=self.settings.get("setup", []), command=self.launcher_argv(runtime, rundir, "--ip", "auto"),
+            setup=self.settings.get("setup", []) + (runtime.spec.setup or []), command=self.launcher_argv(runtime, rundir, "--ip", "auto"),
         )
 
     def _submit(self, script: str, rundir: str, what: str) -> str:

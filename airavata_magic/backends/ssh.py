@@ -43,7 +43,7 @@ class SshBackend(SshLaunchedBackend):
         extra = ["--ip", "127.0.0.1", "--detach"]
         if runtime.spec.walltime:
             extra += ["--walltime", str(runtime.spec.walltime)]
-        script = render_ssh_script(setup=self.settings.get("setup", []),
+        script = render_ssh_script(setup=self.settings.get("setup", []) + (runtime.spec.setup or []),
                                    command=self.launcher_argv(runtime, rundir, *extra))
         # The channel closes as soon as `echo $!` is done: the kernel's streams go to job.log.
         rc, out, err = self.run(self.in_new_run_dir(

@@ -18,11 +18,15 @@ def _handler(args: argparse.Namespace) -> int:
                    walltime=args.walltime, partition=args.partition, account=args.account)
 
 
+from ..cluster.cli import add_verbs as add_cluster_verbs  # noqa: E402
+
+
 def register(subparsers: Any) -> None:
     """Add ``compute execute`` to the ``airavata-magic`` command line."""
     compute = subparsers.add_parser("compute", help="run batch commands on a resource")
     sub = compute.add_subparsers(dest="compute_command", metavar="SUBCOMMAND")
     sub.required = True
+    add_cluster_verbs(sub)  # compute list | usage (airavata_magic/cluster)
     p = sub.add_parser("execute", help="run a shell command as a batch job; output streamed, exit code returned")
     p.add_argument("cmd", metavar="CMD", help="shell command, e.g. 'python train.py --epochs 2'")
     p.add_argument("--resource", required=True, help="a slurm or ssh resource from the profile")

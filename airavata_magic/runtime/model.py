@@ -58,7 +58,17 @@ SPEC_FIELDS: dict[str, checks.Check] = {
     "account": lambda v: checks.text(v, "account"),
     "image": lambda v: checks.text(v, "image"),
     "node": lambda v: checks.text(v, "node"),
+    "setup": lambda v: _setup_lines(v),
 }
+
+
+def _setup_lines(value: Any) -> list[str]:
+    """A preset's setup: shell lines run in the job after the resource's own (one line each)."""
+    lines = [value] if isinstance(value, str) else value
+    if not isinstance(lines, list) or not all(isinstance(v, str) and v.strip() for v in lines) \
+            or any(c in v for v in lines for c in "\n\r\x00"):
+        raise InvalidArgument(f"invalid setup {value!r}: expected a list of one-line shell commands")
+    return list(lines)
 
 
 @dataclass
@@ -73,6 +83,7 @@ class RuntimeSpec:
     account: str | None = None
     image: str | None = None
     node: str | None = None
+    setup: list[str] | None = None  # a preset's setup lines (e.g. from %application add)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "RuntimeSpec":

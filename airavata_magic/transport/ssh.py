@@ -237,12 +237,20 @@ class SshConnection:
                 if ch.recv_stderr_ready():
                     on_stderr(ch.recv_stderr(65536))
                     got = True
-                if not got:
-                    if ch.exit_status_ready():
-                        break
-                    if ch.closed:
-                        raise TransportError(f"{self.target.label}: connection lost while a command ran")
-                    ch.status_event.wait(0.02)
+                if got:
+                    continue
+                # The exit status can arrive before the last output: only EOF (sent after the last
+                # byte) or a closed channel with nothing left to read says the output is complete.
+                if ch.exit_status_ready() and (ch.eof_received or ch.closed):
+                    # what arrived between the reads above and EOF is in the buffers now
+                    while ch.recv_ready():
+                        on_stdout(ch.recv(65536))
+                    while ch.recv_stderr_ready():
+                        on_stderr(ch.recv_stderr(65536))
+                    break
+                if ch.closed:
+                    raise TransportError(f"{self.target.label}: connection lost while a command ran")
+                ch.status_event.wait(0.02)
             return ch.recv_exit_status()
         finally:
             ch.close()

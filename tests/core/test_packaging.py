@@ -39,8 +39,9 @@ def test_load_ext_and_a_profile_with_every_kind_import_no_client_library(tmp_pat
         "  ws: {kind: ssh, host: h.example, user: u, known_hosts: /dev/null}\n"
         "  lab: {kind: kubernetes, namespace: ns, image: python:3.11}\n"
         "runtimes:\n  r: {resource: hpc, cpus: 2}\n")
-    code = ("from IPython.testing.globalipapp import start_ipython\n"
-            "ip = start_ipython()\n"
+    # a plain shell, as a kernel has (IPython's test shell imports matplotlib by itself)
+    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
+            "ip = InteractiveShell.instance()\n"
             "ip.run_line_magic('load_ext', 'airavata_magic')\n"
             f"from airavata_magic.profile import load_profile\np = load_profile({str(prof)!r})\n"
             "assert set(p.resources) == {'local', 'hpc', 'ws', 'lab'}, p.resources\n")

@@ -63,6 +63,8 @@ from typing import Any
 import yaml
 from aiohttp import WSMsgType, web
 
+from .sim_jobs import register_jobs
+
 CLONE_NEWNET = 0x40000000
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
@@ -257,6 +259,7 @@ class Simulator:
         r.add_get(base + "/events", self._list("events"))
         r.add_post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._ssar)
         r.add_get("/api/v1/nodes/{name}", self._get_node)
+        register_jobs(self, r)  # batch/v1 Jobs and their controller (sim_jobs.py)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
@@ -770,6 +773,10 @@ class Simulator:
             run.oom = False
             cstatus.update(ready=False, started=False, lastState={"terminated": term}, state={"terminated": term})
             _set_ready(status, False)
+            if spec.get("restartPolicy") == "Never" or (spec.get("restartPolicy") == "OnFailure" and rc == 0):
+                status["phase"] = "Succeeded" if rc == 0 else "Failed"  # a Job's pod: no restart
+                self._changed(pod)
+                return
             self._changed(pod)
             if time.monotonic() - started > 20 * self.crash_backoff:
                 backoff, first_failure = self.crash_backoff, True  # ran long enough: back-off resets

@@ -241,3 +241,12 @@ def test_pooled_connections_are_closed_at_process_exit(target):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=str(root))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "closed"
+
+
+def test_stream_passes_on_every_byte_before_the_exit_status(conn):
+    """The exit status can arrive before the last output; nothing may be dropped (30 tries)."""
+    for _ in range(30):
+        out, err = bytearray(), bytearray()
+        code = conn.stream("head -c 1000000 /dev/zero | cat; head -c 300000 /dev/zero >&2; exit 3",
+                           out.extend, err.extend)
+        assert (len(out), len(err), code) == (1000000, 300000, 3)
