@@ -1,5 +1,6 @@
-"""Progress of long session work in a terminal: the CLI's sweep and replay draw one bar on stderr
-(progress.Progress), and a replay in a notebook kernel is one display updated in place."""
+"""Progress of long session work in a terminal: the CLI's replay, template run and sweep draw one
+bar on stderr (progress.Progress), and a replay in a notebook kernel is one display updated in
+place."""
 from __future__ import annotations
 
 import re
@@ -13,8 +14,8 @@ CELLS = ["x = 1", "import time\ntime.sleep(0.5)\ny = x + 1", "time.sleep(0.5)\np
 
 def _counts(stderr: str, label: str) -> list[tuple[int, int]]:
     """(done, total) of every redraw of the bar named ``label`` (tqdm's ``| 2/3 [``)."""
-    draws = [d for d in re.split(r"[\r\n]", stderr) if d.startswith(label)]
-    return [(int(a), int(b)) for a, b in (re.search(r"\| *(\d+)/(\d+) \[", d).groups() for d in draws)]
+    draws = [re.search(r"\| *(\d+)/(\d+) \[", d) for d in re.split(r"[\r\n]", stderr) if d.startswith(label)]
+    return [(int(m.group(1)), int(m.group(2))) for m in draws if m]  # no total yet: no "n/total"
 
 
 def test_cli_replay_and_sweep_draw_progress_on_stderr(tmp_path, magic_home, monkeypatch, capsys):
@@ -31,8 +32,12 @@ def test_cli_replay_and_sweep_draw_progress_on_stderr(tmp_path, magic_home, monk
 
     (tmp_path / "spec.yml").write_text("inputs:\n  x: {type: int, default: 1}\n")
     assert cli.main(["template", "add", "--name", "t", "--session", "s", "--inputs", str(tmp_path / "spec.yml")]) == 0
-    (tmp_path / "grid.yml").write_text("grid:\n  x: [1, 2, 3]\n")
     capsys.readouterr()
+    assert cli.main(["template", "run", "t", "-p", "x", "5", "-o", str(tmp_path / "run.ipynb")]) == 0
+    counts = _counts(capsys.readouterr().err, "template t")
+    assert counts and counts[-1][0] == counts[-1][1] >= len(CELLS), counts
+
+    (tmp_path / "grid.yml").write_text("grid:\n  x: [1, 2, 3]\n")
     assert cli.main(["template", "sweep", "t", "--grid", str(tmp_path / "grid.yml"), "--parallel", "2",
                      "--output-dir", str(tmp_path / "sweep")]) == 0
     out, err = capsys.readouterr()
