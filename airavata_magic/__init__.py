@@ -36,6 +36,7 @@ def load_ipython_extension(ip: Any) -> None:
     from .routing import CellRouting, make_router
     from .fanout import magics as fanout_magics
     from .sessions import magics as session_magics
+    from .storage import magics as storage_magics
 
     manager = get_manager()
     routing = CellRouting()
@@ -44,6 +45,7 @@ def load_ipython_extension(ip: Any) -> None:
     ip.set_custom_exc((RemoteCellError,), show_remote_traceback)
     ip.events.register("pre_run_cell", routing.reset)
     session_magics.load(ip, manager, routing)
+    storage_magics.load(ip, manager)
     from .applications import magics as application_magics  # %application, %resources, %usage
 
     application_magics.load(ip, manager)
@@ -102,6 +104,7 @@ _API: dict[str, str] = {
     "session": "airavata_magic.api.session",
     "applications": "airavata_magic.applications",  # list/show/add/register (issue 12)
     "compute": "airavata_magic.compute",  # execute, resources, usage (issue 12)
+    "storage": "airavata_magic.storage",  # locations, copy, dataset, push_vars/pull_vars (issue 9)
     "fanout": "airavata_magic.fanout",  # am.fanout.run / gather / retry / plot_hits / scale_run
 }
 

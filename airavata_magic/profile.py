@@ -60,6 +60,7 @@ class Profile:
     resources: dict[str, Resource] = field(default_factory=dict)
     presets: dict[str, Preset] = field(default_factory=dict)
     storage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)  # {registry: STORAGE:PATH} (issue on data)
     applications: dict[str, dict[str, str]] = field(default_factory=dict)  # shared registered executables
 
     def resource(self, name: str) -> Resource:
@@ -132,8 +133,8 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
         return ProfileError(filename, d.line_of(key) if isinstance(d, LineDict) else None, str(key), msg)
 
     for key in doc:
-        if key not in ("resources", "runtimes", "storage", "applications"):
-            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage or applications")
+        if key not in ("resources", "runtimes", "storage", "datasets", "applications"):
+            raise err(doc, key, "unknown top-level key; use resources, runtimes, storage, datasets or applications")
 
     profile = Profile(path=filename, resources={LOCAL: LOCAL_RESOURCE})
 
@@ -227,6 +228,16 @@ def parse_profile(source: str, filename: str = PROFILE_NAME) -> Profile:
             profile.storage[str(name)] = {"location": checks.text(body["location"])}
         except AiravataError as e:
             raise err(body, "location", f"storage.{name}: {e}") from None
+
+    # -- datasets: {registry: STORAGE:PATH}, the shared registry of public datasets ------------
+    datasets = doc.get("datasets") or LineDict()
+    if not isinstance(datasets, LineDict) or set(datasets) - {"registry"}:
+        raise err(doc, "datasets", "must be {registry: STORAGE:PATH}")
+    if "registry" in datasets:
+        reg = datasets["registry"]
+        if not isinstance(reg, str) or ":" not in reg or reg.split(":", 1)[0] not in profile.storage:
+            raise err(datasets, "registry", "datasets.registry must be STORAGE:PATH with STORAGE named under storage:")
+        profile.datasets["registry"] = reg
 
     # -- applications: executables registered for everyone who uses this profile (issue 12) ----
     applications = doc.get("applications") or LineDict()

@@ -289,16 +289,17 @@ def request_runtime(name: str, *, file: str | None = None, resource: str | None 
                     preset: str | None = None, cpus: int | None = None, memory: str | int | None = None,
                     gpus: int | None = None, walltime: int | None = None, partition: str | None = None,
                     account: str | None = None, image: str | None = None, node: str | None = None,
-                    keep: bool | None = None) -> Runtime:
+                    setup: list[str] | str | None = None, keep: bool | None = None) -> Runtime:
     """Submit a runtime and return at once with its handle (``.wait()`` until it is ready).
 
     ``name`` may be a preset from the profile's ``runtimes:``; otherwise give ``resource`` (or
     ``use="hpc:gpu,lab-k8s"``: the candidate expected to start first wins). The other settings
     are those of ``%request_runtime``: ``memory`` as ``"8G"``, ``"512M"`` or MB; ``walltime`` in
-    minutes. ``keep``: keep the runtime when this script ends (default: stopped at the end of a
+    minutes; ``setup``: shell lines run in the job after the resource's own, instead of the preset's (e.g.
+    ``"module load cuda/12"``). ``keep``: keep the runtime when this script ends (default: stopped at the end of a
     plain script, kept inside IPython)."""
     overrides = {"cpus": cpus, "memory": memory, "gpus": gpus, "walltime": walltime, "partition": partition,
-                 "account": account, "image": image, "node": node}
+                 "account": account, "image": image, "node": node, "setup": setup}
     if keep is not None and not isinstance(keep, bool):
         raise InvalidArgument(f"keep must be True or False, not {keep!r}")
     _, message = _manager().request(name, file=file, resource=resource, use=use, overrides=overrides,

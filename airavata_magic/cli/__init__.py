@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "airavata_magic.cli.runtimes",
     "airavata_magic.cli.compute",
     "airavata_magic.cli.sessions",
+    "airavata_magic.storage.cli",
     "airavata_magic.applications.cli",
     "airavata_magic.fanout.cli",
 )

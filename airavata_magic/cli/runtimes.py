@@ -78,7 +78,10 @@ def register(sub: Any) -> None:
     p.add_argument("--resource")
     p.add_argument("--use")
     for flag in SPEC_FIELDS:
-        p.add_argument(f"--{flag}")
+        if flag == "setup":  # shell lines: repeatable, one line each
+            p.add_argument("--setup", action="append", metavar="LINE", help="a shell line run before the kernel")
+        else:
+            p.add_argument(f"--{flag}")
     p.add_argument("--wait", action="store_true", help="then wait until it is ready")
     p.add_argument("--timeout", type=seconds_arg)
     p.set_defaults(func=_cmd_request)
