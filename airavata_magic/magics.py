@@ -154,11 +154,12 @@ class RuntimeMagics(Magics):
 
             handle = None
             rt0 = self.manager.get(name)
+            last = (0.0, "")  # elapsed and log tail of the latest update
 
             def update(rt: Runtime, elapsed: float, log_tail: str = "") -> None:
-                nonlocal handle
-                tail = "\n".join(log_tail.splitlines()[-6:])
-                bundle = status_bundle(rt, elapsed, tail)
+                nonlocal handle, last
+                last = (elapsed, "\n".join(log_tail.splitlines()[-6:]))
+                bundle = status_bundle(rt, *last)
                 if handle is None:
                     handle = display(bundle, raw=True, display_id=True)
                 else:
@@ -170,7 +171,13 @@ class RuntimeMagics(Magics):
                 if handle is not None:
                     handle.update(status_bundle(self.manager.get(name), 0.0, e.log_tail), raw=True)
                 raise
-            print(f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})")
+            # The outcome goes into the same display: one output area, changed in place.
+            note = f"runtime {name!r} is ready ({rt.resource}, {rt.node or rt0.node or 'node unknown'})"
+            final = status_bundle(rt, last[0], note=note)  # the log tail mattered while waiting
+            if handle is None:
+                display(final, raw=True)
+            else:
+                handle.update(final, raw=True)
         else:
             self.manager.wait(name, timeout=timeout, on_update=print_state_changes())
 

@@ -63,8 +63,9 @@ def runtime_log(tail: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", _KERNEL_BANNER.sub("", tail)).strip("\n")
 
 
-def status_bundle(rt: "Runtime", elapsed: float, tail: str = "") -> dict[str, str]:
-    """A text + HTML bundle of one runtime's status while waiting (``%wait_for_runtime --live``)."""
+def status_bundle(rt: "Runtime", elapsed: float, tail: str = "", note: str = "") -> dict[str, str]:
+    """A text + HTML bundle of one runtime's status while waiting (``%wait_for_runtime --live``);
+    ``note`` is a first line (the outcome, once the wait is over)."""
     tail = runtime_log(tail)
     left = format_seconds(rt.time_left())
     fields = [("runtime", rt.name), ("resource", rt.resource), ("state", rt.state.value),
@@ -74,6 +75,8 @@ def status_bundle(rt: "Runtime", elapsed: float, tail: str = "") -> dict[str, st
     rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
                    f"{html.escape(str(v))}</td></tr>" for k, v in fields)
     body = f"<table>{rows}</table>"
+    if note:
+        text, body = f"{note}\n{text}", f"<p><b>{html.escape(note)}</b></p>{body}"
     if tail:
         text += "\n" + tail
         body += f"<pre>{html.escape(tail)}</pre>"

@@ -49,12 +49,15 @@ def _session_replay(args: argparse.Namespace) -> int:
     from ..sessions.journal import SessionStore
     from ..sessions.runner import run_notebook
 
+    from ..progress import Progress
+
     nb = export.build(SessionStore().read(args.name))
     out = args.output or f"{args.name}-replay.ipynb"
     with tempfile.TemporaryDirectory(prefix="airavata-replay-") as tmp:
         src = os.path.join(tmp, f"{args.name}.ipynb")
         export.write(nb, src)
-        r = run_notebook(src, out, timeout=args.timeout)
+        with Progress(f"replay {args.name}", total=len(nb["cells"]), unit="cells") as bar:
+            r = run_notebook(src, out, timeout=args.timeout, on_cell=lambda done, total: bar.set(done, total=total))
     if r.status == "ok":
         print(f"replayed session {args.name!r} in {r.duration:.1f} s: {out}")
         return 0
@@ -82,10 +85,13 @@ def _template_add(args: argparse.Namespace) -> int:
 
 
 def _template_run(args: argparse.Namespace) -> int:
+    from ..progress import Progress
     from ..sessions import templates
 
-    r = templates.run(args.name, input_file=args.input_file, pairs=_pairs(args), runtime=args.runtime,
-                      output=args.output, timeout=args.timeout)
+    with Progress(f"template {args.name}", unit="cells") as bar:
+        r = templates.run(args.name, input_file=args.input_file, pairs=_pairs(args), runtime=args.runtime,
+                          output=args.output, timeout=args.timeout,
+                          on_cell=lambda done, total: bar.set(done, total=total))
     for k, v in r.values.items():
         print(f"{k} = {v!r}")
     if r.status == "ok":
@@ -98,13 +104,9 @@ def _template_run(args: argparse.Namespace) -> int:
 def _template_sweep(args: argparse.Namespace) -> int:
     from ..sessions.sweep import sweep
 
-    def progress(i, combo, result) -> None:
-        print(f"run {i}: {result.status} in {result.duration:.1f} s "
-              f"{' '.join(f'{k}={v!r}' for k, v in combo.items())}"
-              f"{' - ' + result.error if result.error else ''}", flush=True)
-
+    # runs done are shown on stderr as they finish (progress.Progress); the table follows
     table = sweep(args.name, args.grid, runtime=args.runtime, parallel=args.parallel, output_dir=args.output_dir,
-                  input_file=args.input_file, pairs=_pairs(args), timeout=args.timeout, progress=progress)
+                  input_file=args.input_file, pairs=_pairs(args), timeout=args.timeout)
     _print_table(table.drop(columns=["output"]), "no runs")
     print(f"table: {table.attrs['csv']}")
     return 0 if (table["status"] == "ok").all() else 1

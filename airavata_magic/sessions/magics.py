@@ -71,6 +71,7 @@ class SessionMagics(Magics):
         return None
 
     def _load(self, name: str, store) -> None:
+        from ..progress import Progress
         from .redact import CODE_MARK_RE
         from .values import secret
 
@@ -78,21 +79,25 @@ class SessionMagics(Magics):
         cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
         secrets: dict[str, str] = {}
         ran = 0
-        for i, cell in enumerate(cells, 1):
-            meta = cell.get("metadata", {}).get("airavata", {})
-            code = cell.get("source", "")
-            code = code if isinstance(code, str) else "".join(code)
-            if meta.get("status") == "error":
-                print(f"[session {name}] cell {i}: skipped (it failed when recorded)", file=sys.stderr)
-                continue
-            for m in CODE_MARK_RE.finditer(code):
-                if m.group("name") not in secrets:
-                    secrets[m.group("name")] = secret(m.group("name"))
-            code = CODE_MARK_RE.sub(lambda m: repr(secrets[m.group("name")]), code)
-            result = self.shell.run_cell(code, store_history=False)
-            ran += 1
-            if not result.success:
-                raise UsageError(f"replay of session {name!r} stopped at cell {i} (it failed now; see above)")
+        # One display above the replayed cells' own outputs, updated as each cell is done.
+        with Progress(f"replay session {name}", total=len(cells), unit="cells") as bar:
+            for i, cell in enumerate(cells, 1):
+                meta = cell.get("metadata", {}).get("airavata", {})
+                code = cell.get("source", "")
+                code = code if isinstance(code, str) else "".join(code)
+                if meta.get("status") == "error":
+                    print(f"[session {name}] cell {i}: skipped (it failed when recorded)", file=sys.stderr)
+                    bar.set(i)
+                    continue
+                for m in CODE_MARK_RE.finditer(code):
+                    if m.group("name") not in secrets:
+                        secrets[m.group("name")] = secret(m.group("name"))
+                code = CODE_MARK_RE.sub(lambda m: repr(secrets[m.group("name")]), code)
+                result = self.shell.run_cell(code, store_history=False)
+                ran += 1
+                bar.set(i)
+                if not result.success:
+                    raise UsageError(f"replay of session {name!r} stopped at cell {i} (it failed now; see above)")
         print(f"replayed {ran} cells of session {name!r}")
 
     @magic_arguments()
@@ -130,8 +135,12 @@ class SessionMagics(Magics):
             path = templates.add(a.name, a.session, a.inputs)
             print(f"template {a.name!r} created from session {a.session!r}: {path}")
             return None
-        result = templates.run(a.name, input_file=a.input_file, pairs=[tuple(p) for p in a.parameter],
-                               runtime=a.runtime, output=a.output)
+        from ..progress import Progress
+
+        with Progress(f"template {a.name}", unit="cells") as bar:
+            result = templates.run(a.name, input_file=a.input_file, pairs=[tuple(p) for p in a.parameter],
+                                   runtime=a.runtime, output=a.output,
+                                   on_cell=lambda done, total: bar.set(done, total=total))
         if result.status == "ok":
             values = "".join(f"\n  {k} = {v!r}" for k, v in result.values.items())
             print(f"template {a.name!r} ran in {result.duration:.1f} s; output: {result.output}{values}")

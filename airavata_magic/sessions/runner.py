@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -54,8 +57,11 @@ def first_error(nb: dict[str, Any], usage_errors: bool = True) -> str:
 def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, Any] | None = None, *,
                  kernel_name: str | None = None, runtime: str | None = None, cwd: str | None = None,
                  timeout: float | None = None, env: dict[str, str] | None = None,
-                 isolate: bool = True) -> RunResult:
+                 isolate: bool = True, on_cell: Callable[[int, int], None] | None = None) -> RunResult:
     """Execute ``source`` into ``output`` with papermill in a child process.
+
+    ``on_cell(done, total)`` is called (in this thread) as papermill finishes cells, e.g. to
+    advance a ``progress.Progress``.
 
     With ``isolate`` (the default) the run gets its own ``AIRAVATA_MAGIC_HOME``, so the runtimes an
     exported notebook requests by name never collide with the user's live runtimes or with a
@@ -80,7 +86,7 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(parameters or {}, f)
         argv = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(params_file),
-                "--no-progress-bar", "--log-level", "ERROR",
+                "--progress-bar" if on_cell else "--no-progress-bar", "--log-level", "ERROR",
                 # papermill otherwise rewrites the whole output notebook before and after every
                 # cell (O(cells) per cell); it still autosaves every 30 s and at the end.
                 "--no-request-save-on-cell-execute"]
@@ -89,10 +95,10 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
         if cwd:
             argv += ["--cwd", cwd]
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen(argv, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL)
         try:
-            _, stderr = proc.communicate(timeout=timeout)
+            stderr = _wait(proc, timeout, on_cell)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             end_gracefully(proc)
@@ -118,6 +124,48 @@ def run_notebook(source: str | Path, output: str | Path, parameters: dict[str, A
     return RunResult(str(output), status, duration, error if status != "ok" else "", recorded_values(nb) if nb else {})
 
 
+# papermill's own progress bar (tqdm on the child's stderr): "Executing:  40%|####  | 2/5 [00:01<..."
+_CELLS = re.compile(r"\|\s*(\d+)/(\d+) \[")
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None, on_cell: Callable[[int, int], None] | None) -> str:
+    """Wait for papermill; return its stderr without progress-bar redraws. Cell counts read from
+    its bar go to ``on_cell`` from this thread (a notebook display is updated by its own thread)."""
+    events: queue.Queue[tuple[int, int]] = queue.Queue()
+    kept: list[str] = []
+
+    def read() -> None:
+        pending = ""
+        fd = proc.stderr.fileno()  # type: ignore[union-attr]
+        while chunk := os.read(fd, 65536):
+            pending += chunk.decode(errors="replace")
+            *parts, pending = re.split(r"[\r\n]", pending)
+            for part in parts:
+                m = _CELLS.search(part)
+                if m:
+                    events.put((int(m.group(1)), int(m.group(2))))
+                elif part.strip():
+                    kept.append(part)
+        if pending.strip():
+            kept.append(pending)
+
+    reader = threading.Thread(target=read, name="airavata-papermill-stderr", daemon=True)
+    reader.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while reader.is_alive() or not events.empty():
+        try:
+            done, total = events.get(timeout=0.2)
+            if on_cell:
+                on_cell(done, total)
+        except queue.Empty:
+            pass
+        if deadline is not None and time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+    proc.wait(timeout=None if deadline is None else max(deadline - time.monotonic(), 1))
+    proc.stderr.close()  # type: ignore[union-attr]
+    return "\n".join(kept)
+
+
 def end_gracefully(proc: subprocess.Popen) -> None:
     """SIGINT (papermill then shuts its kernel down), then terminate, then kill, with short waits."""
     import signal
@@ -125,7 +173,7 @@ def end_gracefully(proc: subprocess.Popen) -> None:
     for step in (lambda: proc.send_signal(signal.SIGINT), proc.terminate, proc.kill):
         try:
             step()
-            proc.communicate(timeout=5)
+            proc.wait(timeout=5)  # stderr is drained by _wait's reader thread
             return
         except subprocess.TimeoutExpired:
             continue

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 
 from .. import paths
 from ..errors import InvalidArgument
+from ..progress import Progress
 from .runner import RunResult, run_notebook
 from .templates import Input, TemplateStore, check_value, read_values_file, resolve_parameters
 
@@ -54,8 +55,11 @@ def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def sweep(template: str, grid_path: str, *, runtime: str | None = None, parallel: int = 2,
           output_dir: str | None = None, input_file: str | None = None,
           pairs: list[tuple[str, str]] | None = None, timeout: float | None = None,
-          store: TemplateStore | None = None, progress=None):
-    """Run ``template`` once per grid combination, ``parallel`` at a time; return the table."""
+          store: TemplateStore | None = None, show_progress: bool = True):
+    """Run ``template`` once per grid combination, ``parallel`` at a time; return the table.
+
+    With ``show_progress``, runs done are shown in place (one display in a notebook, a bar on
+    stderr in a terminal)."""
     import pandas as pd
 
     if not isinstance(parallel, int) or not 1 <= parallel <= 64:
@@ -78,13 +82,23 @@ def sweep(template: str, grid_path: str, *, runtime: str | None = None, parallel
 
     def one(i: int, combo: dict[str, Any]) -> RunResult:
         out = outdir / f"run-{i + 1:0{width}d}.ipynb"
-        result = run_notebook(store.path(template), out, {**base, **combo}, runtime=runtime, timeout=timeout)
-        if progress:
-            progress(i + 1, combo, result)
-        return result
+        return run_notebook(store.path(template), out, {**base, **combo}, runtime=runtime, timeout=timeout)
 
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="airavata-sweep") as pool:
-        results = list(pool.map(lambda ic: one(*ic), enumerate(combos)))
+    results: list[RunResult] = [None] * len(combos)  # type: ignore[list-item]
+    failed = 0
+    bar = Progress(f"sweep {template}", total=len(combos), unit="runs") if show_progress else None
+    try:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="airavata-sweep") as pool:
+            futures = {pool.submit(one, i, combo): i for i, combo in enumerate(combos)}
+            for future in as_completed(futures):  # the display is updated from this thread only
+                i = futures[future]
+                results[i] = future.result()
+                failed += results[i].status != "ok"
+                if bar is not None:
+                    bar.advance(1, note=f"run {i + 1} {results[i].status}" + (f", {failed} failed" if failed else ""))
+    finally:
+        if bar is not None:
+            bar.close()
 
     value_names: list[str] = []
     for r in results:

@@ -271,8 +271,9 @@ def resolve_parameters(inputs: dict[str, Input], input_file: str | None = None,
 
 def run(name: str, *, input_file: str | None = None, pairs: list[tuple[str, str]] | None = None,
         runtime: str | None = None, output: str | None = None, store: TemplateStore | None = None,
-        timeout: float | None = None):
-    """``%template run``: validate the parameters, then execute with papermill (child process)."""
+        timeout: float | None = None, on_cell=None):
+    """``%template run``: validate the parameters, then execute with papermill (child process);
+    ``on_cell(done, total)`` as cells finish (see ``runner.run_notebook``)."""
     from .runner import run_notebook
 
     store = store or TemplateStore()
@@ -287,4 +288,5 @@ def run(name: str, *, input_file: str | None = None, pairs: list[tuple[str, str]
         output = str(runs / f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.ipynb")
     elif not Path(output).expanduser().parent.is_dir():
         raise InvalidArgument(f"--output {output}: folder {Path(output).parent} does not exist")
-    return run_notebook(store.path(name), Path(output).expanduser(), params, runtime=runtime, timeout=timeout)
+    return run_notebook(store.path(name), Path(output).expanduser(), params, runtime=runtime, timeout=timeout,
+                        on_cell=on_cell)

@@ -238,6 +238,8 @@ def test_wait_live_updates_one_display(notebook):
     assert all(u["transient"]["display_id"] == did for u in updates)
     assert "state: ready" in updates[-1]["data"]["text/plain"]
     assert "<table>" in updates[-1]["data"]["text/html"]
+    # the outcome is in the same display, not a line printed after it: one output area
+    assert "runtime 'demo' is ready" in updates[-1]["data"]["text/plain"] and not cell.stdout
     # the runtime's own start-up banner stays in its log, out of the cell (issue 8, fix 9)
     shown = "".join(str(m["data"]) for m in displays + updates) + cell.stdout + cell.stderr
     assert "To connect another client" not in shown and "--existing" not in shown

@@ -35,7 +35,7 @@ def test_gpu_pod_runs_cells_survives_a_dropped_forward_and_stops_clean(nb, sim):
     assert pod["metadata"]["name"] in cell.stdout
     assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     cell = nb.ok("%wait_for_runtime gpu1 --live")
-    assert cell.of_type("display_data") and "ready" in cell.stdout
+    assert cell.of_type("display_data") and "is ready" in cell.text
     nb.ok("%switch_runtime gpu1")
     cell = nb.ok("import os\nprint(os.environ['NVIDIA_VISIBLE_DEVICES'], os.environ['HOSTNAME'])\n6 * 7")
     assert cell.stdout.split() == ["0", pod["metadata"]["name"]]
