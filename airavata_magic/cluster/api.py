@@ -62,19 +62,27 @@ def _kubernetes(res: "Resource") -> list[dict[str, Any]]:
 
     backend = backend_class("kubernetes")(res, lambda name: None)
     gpu_key = res.settings.get("gpu_resource", "nvidia.com/gpu")
+    host = res.settings.get("context") or "in-cluster"
     try:
         nodes = backend._call("CoreV1Api", "list_node").get("items", [])  # noqa: SLF001 - the backend's one API path
     except AiravataError as e:
-        return [_row(res, host=res.settings.get("context") or "in-cluster", note=f"not visible: {e}")]
+        if "(HTTP 403)" in str(e):  # nodes are cluster-scoped: most users of a shared cluster may not list them
+            return [_row(res, host=host, note="not visible: this user may not list nodes (a cluster-wide "
+                                              "permission); pods are still scheduled by the cluster")]
+        return [_row(res, host=host, note=f"not visible: {e}")]
     finally:
         backend.close()
     rows = []
     for n in nodes:
         alloc = (n.get("status") or {}).get("allocatable") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in (n.get("status") or {}).get("conditions") or [])
-        rows.append(_row(res, host=res.settings.get("context") or "in-cluster", partition=n["metadata"]["name"],
-                         state="ready" if ready else "not ready", nodes=1, cpus=_cpu(alloc.get("cpu")),
-                         gpus=int(alloc.get(gpu_key, 0) or 0), memory_mb=_mem_mb(alloc.get("memory"))))
+        state = ("ready" if ready else "not ready") + (", cordoned" if (n.get("spec") or {}).get("unschedulable") else "")
+        taints = [f"{t['key']}{'=' + t['value'] if t.get('value') else ''}:{t['effect']}"
+                  for t in (n.get("spec") or {}).get("taints") or [] if t.get("key") and t.get("effect")]
+        rows.append(_row(res, host=host, partition=n["metadata"]["name"], state=state, nodes=1,
+                         cpus=_cpu(alloc.get("cpu")), gpus=int(alloc.get(gpu_key, 0) or 0),
+                         memory_mb=_mem_mb(alloc.get("memory")),
+                         note=f"taints (pods need tolerations): {', '.join(taints)}" if taints else ""))
     return rows
 
 
@@ -94,7 +102,9 @@ def _mem_mb(v: Any) -> int | None:
 
 def resources(resource: str | None = None, *, file: str | None = None) -> "pd.DataFrame":
     """The profile's resources (or one): kind, host, and per Slurm partition its state, nodes,
-    CPUs (total and idle) and GPUs, from one ``sinfo`` per resource."""
+    CPUs (total and idle) and GPUs, from one ``sinfo`` per resource; per Kubernetes node (one
+    node list per resource) its readiness, allocatable CPUs, memory and GPUs and its taints, or
+    one row noting "not visible" where this user may not list nodes."""
     import concurrent.futures
 
     import pandas as pd

@@ -1,7 +1,8 @@
 """Where training tasks run: one scheduler per resource kind, each a real queue.
 
 ``local``: a process of its own session on this machine; ``slurm``: an sbatch job submitted over
-the resource's pooled SSH connection. A scheduler submits a staged task folder, observes jobs
+the resource's pooled SSH connection; ``kubernetes``: a Job through the backend's API client
+(``kubernetes.py``). A scheduler submits a staged task folder, observes jobs
 (its word on a job's fate wins over the task's own files), reads a task's small files, cancels.
 """
 from __future__ import annotations
@@ -55,6 +56,17 @@ def _proc_state(pid: int) -> str | None:
         return None
 
 
+def read_file(task_dir: str, name: str, max_bytes: int | None = None) -> bytes | None:
+    """A file of a task folder on this machine (its last ``max_bytes``), None when absent."""
+    try:
+        with open(Path(task_dir) / name, "rb") as f:
+            if max_bytes is not None:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 class LocalScheduler:
     """Tasks as processes on this machine, each in its own session (killed as a group)."""
 
@@ -93,13 +105,7 @@ class LocalScheduler:
         return out
 
     def read(self, task_dir: str, name: str, max_bytes: int | None = None) -> bytes | None:
-        try:
-            with open(Path(task_dir) / name, "rb") as f:
-                if max_bytes is not None:
-                    f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
-                return f.read()
-        except FileNotFoundError:
-            return None
+        return read_file(task_dir, name, max_bytes)
 
     def cancel(self, job_id: str) -> None:
         pid = int(job_id)
@@ -206,4 +212,8 @@ def scheduler_for(resource: Any) -> Scheduler:
         from ..backends import backend_class
 
         return SlurmScheduler(backend_class("slurm")(resource, lambda name: None))
-    raise InvalidArgument(f"training tasks run on local and slurm resources; {resource.name} is {resource.kind}")
+    if resource.kind == "kubernetes":
+        from .kubernetes import KubernetesScheduler  # one Job per task (hub/kubernetes.py)
+
+        return KubernetesScheduler(resource)
+    raise InvalidArgument(f"training tasks run on local, slurm and kubernetes resources; {resource.name} is {resource.kind}")

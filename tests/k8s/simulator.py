@@ -7,6 +7,7 @@ token and the official wire formats, exactly the part of the API the backend use
 - secrets: create, get, list, merge-patch, delete; ownerReference garbage collection;
 - events: list (field selectors), emitted with the reasons and messages Kubernetes uses;
 - SelfSubjectAccessReview, and RBAC denials on real requests (403) for what tests deny;
+- nodes: get, and list (``sim_nodes.py``), each refused (403) on demand;
 - pods/portforward over WebSocket (``v4.channel.k8s.io``: a channel byte on every frame, the
   port number as the first two bytes of the first frame on each channel).
 
@@ -64,6 +65,7 @@ import yaml
 from aiohttp import WSMsgType, web
 
 from .sim_jobs import register_jobs
+from .sim_nodes import register_nodes
 
 CLONE_NEWNET = 0x40000000
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -260,6 +262,7 @@ class Simulator:
         r.add_post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self._ssar)
         r.add_get("/api/v1/nodes/{name}", self._get_node)
         register_jobs(self, r)  # batch/v1 Jobs and their controller (sim_jobs.py)
+        register_nodes(self, r)  # the node list, forbidden on demand (sim_nodes.py)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ctx)
