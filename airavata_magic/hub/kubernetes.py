@@ -211,6 +211,10 @@ def harvest(log: str, folder: Path) -> bool:
     data = outputs_from_log(log)
     if data is not None:
         extract_tar(data, folder)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for name in tar.getnames():  # private, whatever mode the pod gave them
+                if (folder / name).is_file():
+                    (folder / name).chmod(0o600)
         paths.write_private(folder / HARVESTED, b"", fsync=False)
         return True
     if status is not None:

@@ -230,9 +230,10 @@ def test_harvest_mirrors_live_lines_then_the_final_outputs(tmp_path):
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in (("status.json", b'{"state": "FINISHED", "weights": "weights.pt"}'), ("weights.pt", b"W")):
             info = tarfile.TarInfo(name)
-            info.size = len(data)
+            info.size, info.mode = len(data), 0o644
             tar.addfile(info, io.BytesIO(data))
     final = live + f"{BEGIN}\n{base64.b64encode(buf.getvalue()).decode()}\n{END}\n"
     assert harvest(final, tmp_path) is True
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "FINISHED"
     assert (tmp_path / "weights.pt").read_bytes() == b"W" and BEGIN not in (tmp_path / "job.log").read_text()
+    assert (tmp_path / "weights.pt").stat().st_mode & 0o077 == 0  # private, whatever the pod said
