@@ -8,7 +8,8 @@
   and its sha256, or the storage path with its size and mtime), read-only, and sets a variable in
   the runtime's kernel to its path. A second load finds the entry and moves nothing. URLs are
   downloaded by the resource itself (``fetch.py``, run there by its own Python; in a Kubernetes
-  pod, by its kernel).
+  pod, by its kernel). ``prepare(name, runtime)`` makes the same entry without the variable: the
+  hub's tasks and ``Hub.run`` take registered datasets by name through it.
 """
 from __future__ import annotations
 
@@ -183,8 +184,9 @@ def get(name: str, file: str | None = None) -> Dataset:
 
 
 def list_datasets(file: str | None = None) -> "pd.DataFrame":
-    """Datasets this user may see, with the hub's columns (``catalog.COLUMNS``: uuid, name, title,
-    owner, domain, description, version, publication_date, type, visibility, location)."""
+    """Datasets this user may see, as the table the hub's searches return too (``catalog.COLUMNS``:
+    name, version, owner, domain, title, type, visibility, publication_date, uuid, description,
+    location)."""
     return catalog.frame(sorted((d.row() for d in _entries(_registry(file))), key=lambda r: r["name"]))
 
 
