@@ -224,7 +224,8 @@ class Hub:
 
             rows += [r for r in dataset.list_datasets(self.file).to_dict("records") if not owner or r["owner"] == owner]
         rows = [r for r in rows if (not name or name.lower() in r["name"].lower())
-                and (not domain or domain.lower() in str(r["domain"]).lower()) and (not version or r["version"] == version)]
+                and (not domain or domain.lower() in str(r["domain"]).lower())
+                and (not version or r["version"] == version)]
         rows.sort(key=lambda r: (r["name"], r["owner"], _version_key(r["version"])))
         if only_latest:
             latest: dict[tuple[str, str], dict] = {}
