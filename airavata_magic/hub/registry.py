@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import paths
 from ..errors import InvalidArgument
+from ..storage import catalog
 from . import package
 from .access import Access, access_for, apply, is_local, sftp_call
 
@@ -34,8 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 KINDS = {"model": "models", "dataset": "datasets"}
-COLUMNS = ["name", "version", "owner", "domain", "title", "type", "framework", "visibility",
-           "publication_date", "uuid", "description", "path"]
+COLUMNS = catalog.COLUMNS  # the same table as %dataset list: AstroHub's metadata plus location
 
 
 def _version_key(version: str) -> tuple:
@@ -55,22 +55,26 @@ class Hub:
     """A model and dataset hub in one storage location, searched as DataFrames.
 
     ``Hub.from_profile()`` opens the hub the profile names (``hub: {storage: NAME}``);
-    ``Hub(fs, root)`` opens any fsspec filesystem and root path.
+    ``Hub(fs, root)`` opens any fsspec filesystem and root path. ``file`` is the profile whose
+    registered datasets (``%dataset register``) the hub also lists and accepts by name; ``storage``
+    the storage name the hub lives in (entries' ``location`` is then ``STORAGE:PATH``).
     """
 
-    def __init__(self, fs: Any, root: str) -> None:
+    def __init__(self, fs: Any, root: str, *, file: str | None = None, storage: str | None = None) -> None:
         self.fs = fs
         self.root = root.rstrip("/") or "/"
         self.user = package.current_user()
+        self.file, self.storage = file, storage
 
     @classmethod
     def from_profile(cls, file: str | None = None) -> "Hub":
         """The hub named by the profile (``--file F`` or the usual search order)."""
         from ..profile import load_profile
-        from .location import resolve
+        from .location import hub_storage_name, resolve
 
-        fs, root = resolve(load_profile(file))
-        return cls(fs, root)
+        profile = load_profile(file)
+        fs, root = resolve(profile)
+        return cls(fs, root, file=file, storage=hub_storage_name(profile))
 
     # -- metadata --------------------------------------------------------------------------
     @staticmethod
@@ -199,30 +203,36 @@ class Hub:
     def _owner_entries(self, type_: str, name: str) -> list[Entry]:
         return [e for e in self._entries(type_, [self.user]) if e["name"] == name]
 
+    def location_of(self, entry: Entry) -> str:
+        """Where an entry's files live: ``STORAGE:PATH`` when the hub is a named storage, else its path."""
+        if self.storage and entry.path.startswith(self.root.rstrip("/") + "/"):
+            return f"{self.storage}:{entry.path[len(self.root.rstrip('/')) + 1:]}"
+        return entry.path
+
     def search(self, type_: str = "model", *, name: str | None = None, owner: str | None = None,
                domain: str | None = None, version: str | None = None, only_latest: bool = False) -> "pd.DataFrame":
-        """Visible entries of one type as a DataFrame (columns ``COLUMNS``); filters match
-        case-insensitively, ``name`` and ``domain`` as substrings. Empty result: empty DataFrame."""
-        import pandas as pd
-
+        """Visible entries of one type as a DataFrame (columns ``COLUMNS``, the same as ``%dataset
+        list``); filters match case-insensitively, ``name`` and ``domain`` as substrings. Datasets
+        include those registered with ``%dataset register`` (their ``location`` is their storage
+        path or URL). Empty result: empty DataFrame."""
         if type_ not in KINDS:
             raise InvalidArgument(f"unknown entry type {type_!r}; use model or dataset")
-        rows = []
-        for e in self._entries(type_, [owner] if owner else None):
-            if name and name.lower() not in e["name"].lower():
-                continue
-            if domain and domain.lower() not in str(e.get("domain", "")).lower():
-                continue
-            if version and e["version"] != version:
-                continue
-            rows.append({c: e.get(c, "") for c in COLUMNS} | {"path": e.path})
+        rows = [{c: e.get(c, "") for c in COLUMNS} | {"location": self.location_of(e)}
+                for e in self._entries(type_, [owner] if owner else None)]
+        if type_ == "dataset":
+            from ..storage import dataset
+
+            rows += [r for r in dataset.list_datasets(self.file).to_dict("records") if not owner or r["owner"] == owner]
+        rows = [r for r in rows if (not name or name.lower() in r["name"].lower())
+                and (not domain or domain.lower() in str(r["domain"]).lower())
+                and (not version or r["version"] == version)]
         rows.sort(key=lambda r: (r["name"], r["owner"], _version_key(r["version"])))
         if only_latest:
             latest: dict[tuple[str, str], dict] = {}
             for r in rows:
                 latest[(r["name"], r["owner"])] = r
             rows = list(latest.values())
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return catalog.frame(rows)
 
     def search_models(self, name: str | None = None, owner: str | None = None, domain: str | None = None,
                       version: str | None = None, only_latest: bool = False) -> "pd.DataFrame":
@@ -246,7 +256,8 @@ class Hub:
                  if e["uuid"] == ref or (e["name"] == name and (not version or e["version"] == version))]
         if not found:
             raise InvalidArgument(f"no {type_} {ref!r} visible in the hub at {self.root} "
-                                  f"(%{type_} list shows what you can see)")
+                                  f"({'%model list --datasets' if type_ == 'dataset' else '%model list'} shows "
+                                  "what you can see)")
         owners = sorted({e["owner"] for e in found})
         if len(owners) > 1:
             raise InvalidArgument(f"{type_} {ref!r} is published by {', '.join(owners)}: write OWNER/{name}")
@@ -272,7 +283,8 @@ class Hub:
     def run(self, model: str, data: str, cpu: int | None = None, gpu: int | None = None, node: str | None = None, *,
             runtime: str | None = None, output: str | None = None, batch_size: int = 32, device: str = "auto",
             file: str | None = None) -> "pd.DataFrame":
-        """Inference of ``model`` over ``data`` (a folder of .npy inputs, or a hub dataset of them);
+        """Inference of ``model`` over ``data`` (a folder of .npy inputs, or a dataset of them:
+        registered with ``%dataset`` or published in the hub);
         returns the predictions DataFrame (``Results.json``'s figures in ``df.attrs["results"]``).
 
         With ``cpu``/``gpu``/``node``, ``runtime`` names a preset: a runtime with those resources
@@ -280,13 +292,21 @@ class Hub:
         or None for this process."""
         from . import inference
 
+        from .resolve import registered_folder
+
         folder = data
+        sized = cpu is not None or gpu is not None or node is not None
         if not Path(data).expanduser().exists():
+            # A registered dataset is prepared where the run reads it: the live runtime's resource
+            # (its cache there), or this machine for in-process runs and newly requested runtimes.
+            where = runtime if runtime and runtime != "local" and not sized else None
+            found = registered_folder(data, file or self.file, where)
             try:
-                folder = str(self.fetch(data, "dataset"))
+                folder = str(found if found is not None else self.fetch(data, "dataset"))
             except InvalidArgument:
-                raise InvalidArgument(f"data {data!r} is neither a folder nor a dataset you can see") from None
-        if cpu is not None or gpu is not None or node is not None:
+                raise InvalidArgument(f"data {data!r} is neither a folder nor a dataset you can see "
+                                      "(%dataset list, %model list --datasets)") from None
+        if sized:
             if not runtime:
                 raise InvalidArgument("cpu=, gpu= and node= size a runtime requested for the run: name its preset "
                                       "with runtime=")

@@ -81,12 +81,25 @@ def model_folder(model: str, hub_file: str | None) -> Path:
     return Hub.from_profile(hub_file).fetch(model, "model")
 
 
+def registered_folder(ref: str, file: str | None, runtime: str | None = None) -> Path | None:
+    """The data folder of ``ref`` when it names a dataset registered with ``%dataset register``:
+    prepared the storage way (read-only, in the dataset cache where ``runtime`` runs, a path on its
+    side; None: this machine; a second use moves nothing). None when no such dataset is registered. A name both
+    registered and published in the hub means the registered one (write OWNER/NAME for the hub's)."""
+    from ..storage import dataset
+
+    if not isinstance(ref, str) or dataset.find(ref, file) is None:
+        return None
+    return Path(dataset.prepare(ref, runtime, file=file, inside=True))
+
+
 class ClusterFile(str):
     """An absolute path on the task's own resource (``RESOURCE:/path.npz``): linked, not copied."""
 
 
 def data_file(ref: str, what: str, hub_file: str | None, resource: str = "local") -> "Path | ClusterFile":
-    """A data reference: a path to an .npz, a hub dataset (its first .npz file), or
+    """A data reference: a path to an .npz, a dataset registered with ``%dataset`` or published in
+    the hub (its first .npz file), or
     ``RESOURCE:/abs/path.npz`` on the resource the task runs on (large data stays where it is)."""
     import numpy as np
 
@@ -101,17 +114,28 @@ def data_file(ref: str, what: str, hub_file: str | None, resource: str = "local"
             return ClusterFile(remote)
         ref = remote
     path = Path(ref).expanduser()
-    if not path.exists():
+    folder = registered_folder(ref, hub_file) if not path.exists() else None
+    if folder is not None:
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.npz"))
+        if not files:
+            raise InvalidArgument(f"dataset {ref!r} has no .npz file for {what}")
+        path = folder / files[0]
+    elif not path.exists():
         from .registry import Hub
 
-        hub = Hub.from_profile(hub_file)
+        try:
+            hub = Hub.from_profile(hub_file)
+        except InvalidArgument:
+            raise InvalidArgument(f"no dataset {ref!r}: not a file, not registered (%dataset list), and no model hub "
+                                  "is configured") from None
         folder = hub.fetch(ref, "dataset")
         files = [f for f in hub.get(ref, "dataset")["files"] if f.endswith(".npz")]
         if not files:
             raise InvalidArgument(f"dataset {ref!r} has no .npz file for {what}")
         path = folder / files[0]
     if not path.is_file() or path.suffix != ".npz":
-        raise InvalidArgument(f"{what} {ref!r}: give an .npz file with arrays X and y, or a hub dataset name")
+        raise InvalidArgument(f"{what} {ref!r}: give an .npz file with arrays X and y, or a dataset name "
+                              "(%dataset list, %model list --datasets)")
     try:
         with np.load(path, allow_pickle=False) as d:
             if "X" not in d.files or "y" not in d.files:

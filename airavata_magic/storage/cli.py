@@ -43,7 +43,8 @@ def _dataset(args: argparse.Namespace) -> int:
 
     if args.action == "register":
         ds = datasets.register(args.name, args.location, after_download=args.after_download, sha256=args.sha256,
-                               public=args.public, description=args.description, file=args.file)
+                               public=args.public, description=args.description, title=args.title,
+                               domain=args.domain, version=args.version, file=args.file)
         print(f"dataset {ds.name!r} registered ({'public' if ds.public else 'private'})")
     elif args.action == "list":
         _table(datasets.list_datasets(args.file), "no datasets")
@@ -99,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     vis.add_argument("--public", action="store_true")
     vis.add_argument("--private", action="store_true")
     q.add_argument("--description", default="")
+    q.add_argument("--title", default="")
+    q.add_argument("--domain", default="")
+    q.add_argument("--version", default="1.0")
     ds.add_parser("list", help="datasets you may see")
     for verb in ("show", "remove"):
         ds.add_parser(verb).add_argument("name")

@@ -8,25 +8,26 @@
   and its sha256, or the storage path with its size and mtime), read-only, and sets a variable in
   the runtime's kernel to its path. A second load finds the entry and moves nothing. URLs are
   downloaded by the resource itself (``fetch.py``, run there by its own Python; in a Kubernetes
-  pod, by its kernel).
+  pod, by its kernel). ``prepare(name, runtime)`` makes the same entry without the variable: the
+  hub's tasks and ``Hub.run`` take registered datasets by name through it.
 """
 from __future__ import annotations
 
 import getpass
 import hashlib
-import importlib.resources
 import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import paths
 from ..errors import AiravataError, InvalidArgument
+from . import catalog
+from .cacheside import PodSide, local_side, side_of
 from .ends import End, resolve
 from .locations import check_name
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,31}$")  # the hub's rule
 
 
 @dataclass
@@ -48,10 +50,23 @@ class Dataset:
     description: str = ""
     owner: str = field(default_factory=getpass.getuser)
     created: float = field(default_factory=time.time)
+    # The metadata hub entries carry too (AstroHub's); records written before it get defaults.
+    title: str = ""
+    domain: str = ""
+    version: str = "1.0"
+    uuid: str = ""
+    publication_date: str = ""
 
     @property
     def is_url(self) -> bool:
         return self.location.startswith(("http://", "https://"))
+
+    def row(self) -> dict[str, Any]:
+        """This dataset as a row of the shared catalog table (``catalog.COLUMNS``)."""
+        return {"uuid": self.uuid, "name": self.name, "title": self.title or self.name, "owner": self.owner,
+                "domain": self.domain, "description": self.description, "version": self.version,
+                "publication_date": self.publication_date or catalog.date_of(self.created), "type": "dataset",
+                "visibility": "public" if self.public else "private", "location": self.location}
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -98,7 +113,7 @@ def _entries(reg: End | None) -> list[Dataset]:
     out: list[Dataset] = []
     texts: list[str] = []
     if reg is None or reg.kind == "local":
-        d = _private_dir() if reg is None else reg.path
+        d = str(paths.home() / "datasets") if reg is None else reg.path
         for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
             if n.endswith(".json") and not n.startswith("."):
                 try:
@@ -120,16 +135,25 @@ def _entries(reg: End | None) -> list[Dataset]:
 
 
 def register(name: str, location: str, *, after_download: str | None = None, sha256: str | None = None,
-             public: bool = False, description: str = "", file: str | None = None) -> Dataset:
-    """Register a dataset (``location`` = ``STORAGE:PATH`` or an http(s) URL)."""
+             public: bool = False, description: str = "", title: str = "", domain: str = "", version: str = "1.0",
+             file: str | None = None) -> Dataset:
+    """Register a dataset (``location`` = ``STORAGE:PATH`` or an http(s) URL) with the metadata hub
+    entries carry (title, domain, version; uuid, owner and publication date are filled in)."""
     check_name(name)
+    for key, value in (("title", title), ("domain", domain), ("description", description)):
+        if not isinstance(value, str) or "\n" in value or "\x00" in value:
+            raise InvalidArgument(f"--{key} must be one line of text")
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise InvalidArgument(f"--version must look like 1.0 or 2.1.3, got {version!r}")
     if not isinstance(location, str) or not location or "\n" in location:
         raise InvalidArgument("--location must be STORAGE:PATH or an http(s) URL")
     if sha256 is not None and not _SHA_RE.match(sha256):
         raise InvalidArgument(f"--sha256 must be 64 hex digits, got {sha256!r}")
     if after_download is not None and ("\x00" in after_download or not after_download.strip()):
         raise InvalidArgument("--after-download must be a shell command")
-    ds = Dataset(name, location, public, sha256.lower() if sha256 else None, after_download, description or "")
+    ds = Dataset(name, location, public, sha256.lower() if sha256 else None, after_download, description or "",
+                 title=title or name, domain=domain, version=version, uuid=str(uuid.uuid4()))
+    ds.publication_date = catalog.date_of(ds.created)
     if not ds.is_url:
         if "://" in location:
             raise InvalidArgument(f"--location {location!r}: only http(s) URLs are downloaded; name storage as STORAGE:PATH")
@@ -153,19 +177,28 @@ def register(name: str, location: str, *, after_download: str | None = None, sha
 def get(name: str, file: str | None = None) -> Dataset:
     """One dataset this user may see."""
     check_name(name)
-    for ds in _entries(_registry(file)):
-        if ds.name == name:
-            return ds
+    ds = find(name, file)
+    if ds is not None:
+        return ds
     raise InvalidArgument(f"no dataset named {name!r} (see %dataset list)")
 
 
 def list_datasets(file: str | None = None) -> "pd.DataFrame":
-    """Datasets this user may see: name, location, public, owner, sha256, description."""
-    import pandas as pd
+    """Datasets this user may see, as the table the hub's searches return too (``catalog.COLUMNS``:
+    name, version, owner, domain, title, type, visibility, publication_date, uuid, description,
+    location)."""
+    return catalog.frame(sorted((d.row() for d in _entries(_registry(file))), key=lambda r: r["name"]))
 
-    rows = [{"name": d.name, "location": d.location, "public": d.public, "owner": d.owner,
-             "sha256": d.sha256 or "", "description": d.description} for d in _entries(_registry(file))]
-    return pd.DataFrame(rows, columns=["name", "location", "public", "owner", "sha256", "description"])
+
+def find(name: str, file: str | None = None) -> Dataset | None:
+    """The registered dataset ``name`` this user may see, or None (no error: for callers that
+    accept other kinds of references too, such as the hub's)."""
+    if not isinstance(name, str):
+        return None
+    for ds in _entries(_registry(file)):
+        if ds.name == name:
+            return ds
+    return None
 
 
 def show(name: str, file: str | None = None) -> dict[str, Any]:
@@ -189,113 +222,9 @@ def remove(name: str, file: str | None = None) -> None:
 
 
 # -- loading ---------------------------------------------------------------------------------
-def _fetch_source() -> str:
-    pkg = importlib.resources.files("airavata_magic.storage")
-    return (pkg / "archive.py").read_text() + "\n" + (pkg / "fetch.py").read_text()
-
-
 def _identifier(name: str) -> str:
     v = re.sub(r"\W", "_", name)
     return v if v.isidentifier() else f"ds_{v}"
-
-
-class _Side:
-    """Where a runtime's datasets are cached: this machine (local runtimes) or its SSH host."""
-
-    def __init__(self, end: End | None, python: str, cache: str) -> None:
-        self.end, self.python, self.cache = end, python, cache
-
-    def exists(self, path: str) -> bool:
-        if self.end is None:
-            return os.path.isfile(path)
-        return self.end.run(f"test -f {shlex.quote(path)}")[0] == 0
-
-    def mktemp(self, key: str) -> str:
-        if self.end is None:
-            import tempfile
-
-            os.makedirs(self.cache, mode=0o700, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix=f".{key}.", dir=self.cache)
-            os.makedirs(os.path.join(tmp, "data"))
-            return tmp
-        q = shlex.quote(self.cache)
-        out = self.end.check(f"umask 077 && mkdir -p -- {q} && t=$(mktemp -d {q}/.{key}.XXXXXX) && mkdir -- \"$t/data\" && "
-                             "echo \"$t\"", "mktemp")
-        return out.strip().splitlines()[-1]
-
-    def remove(self, path: str) -> None:
-        if self.end is None:
-            subprocess.run(["sh", "-c", 'chmod -R u+w -- "$1"; rm -rf -- "$1"', "sh", path], capture_output=True)
-        else:
-            q = shlex.quote(path)
-            self.end.run(f"chmod -R u+w -- {q}; rm -rf -- {q}")
-
-    def fetch(self, args: dict[str, Any]) -> str:
-        source, arg = _fetch_source(), json.dumps(args)
-        if self.end is None:
-            p = subprocess.run([sys.executable, "-", arg], input=source, capture_output=True, text=True, timeout=3600)
-            rc, out, err = p.returncode, p.stdout, p.stderr
-        else:
-            rc, out, err = _run_with_stdin(self.end, f"{shlex.quote(self.python)} - {shlex.quote(arg)}", source)
-        if rc != 0:
-            lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-            msg = lines[-1].removeprefix("error: ") if lines else f"exit status {rc}"
-            raise AiravataError(f"preparing dataset {args.get('name')!r} failed: {msg}")
-        return out.strip().splitlines()[-1]
-
-
-class _PodSide(_Side):
-    """A Kubernetes runtime: the cache lives in the pod, reached through its kernel (``kernelfiles``);
-    ``fetch.py`` runs there in a private namespace of the kernel."""
-
-    def __init__(self, manager: Any, runtime: str) -> None:
-        from . import kernelfiles
-
-        self.manager, self.runtime, self.kf = manager, runtime, kernelfiles
-        home = kernelfiles.call(manager, runtime, "import os\nresult = os.path.expanduser('~')")
-        super().__init__(None, "", f"{home}/.airavata-magic/datasets")
-
-    def exists(self, path: str) -> bool:
-        return self.kf.info(self.manager, self.runtime, path) is not None
-
-    def mktemp(self, key: str) -> str:
-        return self.kf.call(self.manager, self.runtime,
-                            "import os, tempfile\nos.makedirs(args['cache'], mode=0o700, exist_ok=True)\n"
-                            "result = tempfile.mkdtemp(prefix='.' + args['key'] + '.', dir=args['cache'])\n"
-                            "os.makedirs(os.path.join(result, 'data'))", cache=self.cache, key=key)
-
-    def remove(self, path: str) -> None:
-        self.kf.call(self.manager, self.runtime, _fetch_source() + "\n_remove(args['path'])\nresult = True", path=path)
-
-    def fetch(self, args: dict[str, Any]) -> str:
-        try:
-            return self.kf.call(self.manager, self.runtime, _fetch_source() + "\nresult = run(args['a'])", a=args)
-        except AiravataError as e:
-            raise AiravataError(f"preparing dataset {args.get('name')!r} failed: {str(e).split(': ', 1)[-1]}") from None
-
-    def end_for(self, path: str, label: str) -> End:
-        return End("kernel", path, label, runtime=self.runtime, manager=self.manager)
-
-
-def _run_with_stdin(end: End, command: str, stdin: str) -> tuple[int, str, str]:
-    from ..transport.ssh import connection_for
-
-    return connection_for(end.loc.target()).run(command, stdin=stdin, timeout=3600)  # type: ignore[union-attr]
-
-
-def _side_of(runtime: str, manager: Any) -> _Side:
-    from .. import profile as profiles
-    from .ends import resource_end
-
-    rt = manager.get(runtime)
-    if rt.profile is None or rt.kind == "local":
-        return _Side(None, sys.executable, str(paths.home() / "dataset-cache"))
-    res = profiles.load_profile(rt.profile).resource(rt.resource)
-    if res.kind not in ("slurm", "ssh"):
-        return _PodSide(manager, runtime)
-    work = res.settings.get("work_dir", "~/.airavata-magic")
-    end = resource_end(rt.profile, res.name, work, f"{runtime}:{work}")
-    return _Side(end, res.settings.get("python") or "python3", f"{end.path}/datasets")
 
 
 def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None = None, manager: Any = None,
@@ -307,7 +236,6 @@ def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None
     from .variables import runtime_name
 
     runtime = runtime_name(runtime)
-    ds = get(name, file)
     var = as_var or _identifier(name)
     if not var.isidentifier():
         raise InvalidArgument(f"--as must be a Python name, got {var!r}")
@@ -315,7 +243,34 @@ def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None
         from .. import get_manager
 
         manager = get_manager()
-    side = _side_of(runtime, manager)
+    path = prepare(name, runtime, file=file, manager=manager, progress=progress)
+    from .variables import QuietSink
+
+    (outcome,) = manager.run([runtime], f"{var} = {path!r}", QuietSink(), allow_stdin=False, silent=True)
+    if outcome.status != "ok":
+        raise AiravataError(f"runtime {runtime!r} could not set {var}: {(outcome.error or {}).get('evalue', '')}")
+    return path
+
+
+def prepare(name: str, runtime: Any = None, *, file: str | None = None, manager: Any = None,
+            progress: Any = None, inside: bool = False) -> str:
+    """The cache entry of dataset ``name`` where ``runtime`` runs (None: this machine), made when
+    missing; returns the path of its read-only data directory there. ``load`` without the variable:
+    for features that hand the data to their own jobs (the hub's training tasks and inference).
+    ``inside``: for a dataset that is a storage directory, the path of that directory's copy (the
+    data directory holds it under its own name) rather than the data directory."""
+    ds = get(name, file)
+    if runtime is None:
+        side = local_side()
+    else:
+        from .variables import runtime_name
+
+        runtime = runtime_name(runtime)
+        if manager is None:
+            from .. import get_manager
+
+            manager = get_manager()
+        side = side_of(runtime, manager)
     if ds.is_url:
         ident = f"url|{ds.location}|{ds.sha256 or ''}|{ds.after_download or ''}"
         src = None
@@ -337,8 +292,8 @@ def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None
 
             tmp = side.mktemp(key)
             try:
-                label = f"{runtime} (dataset cache)"
-                dst = side.end_for(f"{tmp}/data", label) if isinstance(side, _PodSide) else \
+                label = f"{runtime or 'local'} (dataset cache)"
+                dst = side.end_for(f"{tmp}/data", label) if isinstance(side, PodSide) else \
                     End("local", f"{tmp}/data", label) if side.end is None else \
                     End("ssh", f"{tmp}/data", label, side.end.fs, side.end.loc)
                 copy_ends(src, dst, recursive=True, progress=progress)
@@ -347,12 +302,9 @@ def load(name: str, runtime: Any, as_var: str | None = None, *, file: str | None
                 raise
             args.update(tmp=tmp, source=ds.location)
         path = side.fetch(args)
-    from .variables import QuietSink
-
-    (outcome,) = manager.run([runtime], f"{var} = {path!r}", QuietSink(), allow_stdin=False, silent=True)
-    if outcome.status != "ok":
-        raise AiravataError(f"runtime {runtime!r} could not set {var}: {(outcome.error or {}).get('evalue', '')}")
+    if inside and src is not None and (src.info() or {}).get("type") == "directory":
+        return f"{path}/{os.path.basename(src.path.rstrip('/')) or 'root'}"
     return path
 
 
-__all__ = ["Dataset", "register", "get", "list_datasets", "show", "remove", "load"]
+__all__ = ["Dataset", "register", "get", "find", "list_datasets", "show", "remove", "load", "prepare"]

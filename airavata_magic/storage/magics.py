@@ -117,6 +117,9 @@ class DataMagics(Magics):
     @argument("--public", action="store_true", help="register: visible to everyone (shared registry)")
     @argument("--private", action="store_true", help="register: visible to you only (default)")
     @argument("--description", default="", help="register: one line about the data")
+    @argument("--title", default="", help="register: a title (default: the name)")
+    @argument("--domain", default="", help="register: the field, e.g. vision (a column of the listing)")
+    @argument("--version", default="1.0", help="register: the data's version (default 1.0)")
     @argument("--runtime", help="load: the runtime whose resource gets the data")
     @argument("--as", dest="as_var", help="load: the variable set to the data's path (default: the name)")
     @argument("--file", help="the profile (cybershuttle.yml)")
@@ -135,7 +138,8 @@ class DataMagics(Magics):
             if not a.name or not a.location:
                 raise UsageError("%dataset register needs --name N --location STORAGE:PATH|URL")
             ds = datasets.register(a.name, a.location, after_download=a.after_download, sha256=a.sha256,
-                                   public=a.public, description=a.description, file=a.file)
+                                   public=a.public, description=a.description, title=a.title, domain=a.domain,
+                                   version=a.version, file=a.file)
             print(f"dataset {ds.name!r} registered ({'public' if ds.public else 'private'})")
         elif a.action == "list":
             return datasets.list_datasets(a.file)
