@@ -66,7 +66,9 @@ def render_job(*, name: str, run_id: str, namespace: str, image: str, python: st
     lab = {"app.kubernetes.io/managed-by": "airavata-magic", LABEL_RUN: run_id, **(labels or {})}
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": run_as_user, "runAsGroup": run_as_group},
+        # fsGroup: the Secret's files (0440) belong to this group, so the non-root task can read them
+        "securityContext": {"runAsNonRoot": True, "runAsUser": run_as_user, "runAsGroup": run_as_group,
+                            "fsGroup": run_as_group},
         "containers": [{
             "name": "task", "image": image,
             "command": ["sh", "-c", TASK_SCRIPT, "airavata-task", f"{RUN_MOUNT}/{list_key}", RUN_MOUNT, OUT_MOUNT,

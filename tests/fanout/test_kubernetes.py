@@ -43,6 +43,10 @@ def test_job_and_payload_are_valid_manifests(version):
     kubernetes_validate.validate(job, version, strict=True)
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["parallelism"] == 3
     assert job["spec"]["completions"] == 8 and job["spec"]["backoffLimitPerIndex"] == 0
+    # the payload Secret is mounted 0440: the non-root task reads it through its group (fsGroup)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["secret"]["defaultMode"] & 0o040
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
     payload = render_payload(name="fo-x-s0", run_id="fo-x", namespace="research", files={"list.tsv": b"0\ta\n"})
     kubernetes_validate.validate(payload, version, strict=True)
 
