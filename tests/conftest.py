@@ -156,10 +156,14 @@ class NotebookKernel:
 
 
 @pytest.fixture
-def magic_home(tmp_path: Path) -> Path:
+def magic_home(tmp_path: Path) -> Iterator[Path]:
+    """A private AIRAVATA_MAGIC_HOME. Whatever runtime a test left running under it (a kept
+    runtime, a killed notebook's) is stopped afterwards, through the same backends: local kernels
+    by pid, Slurm jobs by scancel, pods by delete."""
     home = tmp_path / "home"
     home.mkdir()
-    return home
+    yield home
+    stop_leftover_runtimes(home)
 
 
 @pytest.fixture
@@ -186,9 +190,6 @@ def notebook_factory(tmp_path: Path, magic_home: Path) -> Iterator:
         except Exception:  # noqa: BLE001 - best effort cleanup
             pass
         nb.shutdown()
-    # Whatever a test left running (e.g. after killing the notebook kernel) is stopped from here,
-    # through the same backends: local kernels by pid, Slurm jobs by scancel, pods by delete.
-    stop_leftover_runtimes(magic_home)
 
 
 def stop_leftover_runtimes(home: Path) -> None:
