@@ -396,10 +396,13 @@ def start_slurm(node: str, started: list[int]) -> None:
     _slurm_conf(node, gres_dir)
     for d in ("/run/slurm", "/var/spool/slurmctld", "/var/log/slurm"):
         Path(d).mkdir(parents=True, exist_ok=True)
-    # A drained node stays drained across restarts: start from a clean controller state.
-    shutil.rmtree("/var/spool/slurmctld", ignore_errors=True)
-    Path("/var/spool/slurmctld").mkdir()
-    Path("/var/spool/slurmd").mkdir(exist_ok=True)
+    # A drained node stays drained across restarts: start from a clean controller state. The
+    # fresh controller numbers jobs from 1 again, so slurmd's spool goes too: its cred_state
+    # remembers the job ids it launched before and refuses a reused one ("Job N already running,
+    # do not launch second copy"), leaving the job "launch failed requeued held".
+    for spool in ("/var/spool/slurmctld", "/var/spool/slurmd"):
+        shutil.rmtree(spool, ignore_errors=True)
+        Path(spool).mkdir()
     for d in ("/run/slurm", "/var/spool/slurmctld", "/var/log/slurm"):
         shutil.chown(d, "slurm", "slurm")
     ctl_log = Path("/var/log/slurm/slurmctld.log")
