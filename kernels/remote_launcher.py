@@ -46,7 +46,7 @@ def choose_ip(requested):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((submit, 9))  # no packet is sent: this only asks the routing table
         ip = s.getsockname()[0]
-    if ip.startswith("127.") or ip == "0.0.0.0":
+    if ip.startswith("127.") or ip == "0.0.0.0":  # a guard: an unroutable answer falls back to loopback
         return "127.0.0.1"
     return ip
 

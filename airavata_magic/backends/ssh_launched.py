@@ -226,7 +226,7 @@ class SshLaunchedBackend(Backend):
             key, ip = str(info["key"]), str(info["ip"])
         except (ValueError, KeyError, TypeError):
             return None
-        if ip in ("0.0.0.0", "", "*"):
+        if ip in ("0.0.0.0", "", "*"):  # a guard: a kernel bound to every interface is refused, never used
             raise BackendError(f"runtime {runtime.name!r}: the kernel binds {ip!r}; refusing to use an exposed kernel")
         fingerprint = (ip, tuple(ports), key)
         with self._lock:

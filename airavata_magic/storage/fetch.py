@@ -107,6 +107,9 @@ def run(args):
             else:
                 os.replace(dl, os.path.join(data, name))
         if args.get("after"):
+            # shell=True on purpose: --after-download IS a shell command line the user wrote (the
+            # contract: "a command to run after the download"), run as that user on their own resource;
+            # no value of ours is interpolated into it.
             p = subprocess.run(args["after"], shell=True, cwd=data, capture_output=True, text=True)
             if p.returncode != 0:
                 tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
