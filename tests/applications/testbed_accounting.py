@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tests.slurm import testbed as tb
-from tests.slurm.testbed import TestbedError, _run, _wait
+from tests.slurm.testbed import TestbedError, _run, _wait, apt_install
 
 PACKAGES = ["mariadb-server", "slurmdbd"]
 DB_DIR = Path("/var/lib/mysql")
@@ -44,22 +44,7 @@ def accounting_enabled() -> bool:
 def ensure_packages() -> None:
     if Path("/usr/sbin/slurmdbd").exists() and Path("/usr/sbin/mariadbd").exists():
         return
-    policy = Path("/usr/sbin/policy-rc.d")
-    made = not policy.exists()
-    if made:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    try:
-        try:
-            _run(argv, "installing mariadb-server and slurmdbd", env=env)
-        except TestbedError:
-            _run(["apt-get", "update", "-q"], "apt-get update", env=env)
-            _run(argv, "installing mariadb-server and slurmdbd", env=env)
-    finally:
-        if made:
-            policy.unlink(missing_ok=True)
+    apt_install(PACKAGES, "mariadb-server and slurmdbd")
 
 
 def _sql(statement: str) -> str:

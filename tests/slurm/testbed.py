@@ -220,28 +220,34 @@ def _port_open(host: str, port: int) -> bool:
 
 
 # -- installation (idempotent) ----------------------------------------------------------------
-def ensure_packages() -> None:
-    """apt-get install what is missing; package scripts are kept from starting daemons."""
-    if all(os.path.exists(b) for b in BINARIES):
-        return
-    if os.geteuid() != 0:
-        raise TestbedError("the Slurm test bed needs root to apt-get install openssh-server, munge and slurm-wlm")
+def apt_install(packages: list[str] | tuple[str, ...], what: str) -> None:
+    """apt-get install ``packages`` without letting their scripts start daemons (policy-rc.d);
+    one apt-get update and a retry when the package lists are missing or stale."""
     policy = Path("/usr/sbin/policy-rc.d")
     made_policy = not policy.exists()
     if made_policy:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
+    argv = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
     try:
         try:
-            _run(argv, "installing packages", env=env)
+            _run(argv, f"installing {what}", env=env)
         except TestbedError:
             _run(["apt-get", "update", "-q"], "apt-get update", env=env)
-            _run(argv, "installing packages", env=env)
+            _run(argv, f"installing {what}", env=env)
     finally:
         if made_policy:
             policy.unlink(missing_ok=True)
+
+
+def ensure_packages() -> None:
+    """apt-get install what is missing; package scripts are kept from starting daemons."""
+    if all(os.path.exists(b) for b in BINARIES):
+        return
+    if os.geteuid() != 0:
+        raise TestbedError("the Slurm test bed needs root to apt-get install openssh-server, munge and slurm-wlm")
+    apt_install(PACKAGES, "packages")
 
 
 def ensure_user() -> pwd.struct_passwd:
