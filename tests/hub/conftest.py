@@ -107,8 +107,10 @@ def trained(hub, digits) -> dict:
     t = tasks.new("digits-train", "train", str(EXAMPLE), str(d / "train.npz"), str(d / "val.npz"),
                   test_data=str(d / "test.npz"), runtime="local", params={"epochs": 8, "learning_rate": 0.05})
     assert t.state == "SCHEDULED"
-    seen: list[int] = []
-    done = tasks.wait(t.id, timeout=600, on_update=lambda task, m: seen.append(len(m)))
+    seen: list[tuple[str, int]] = []
+    # polled finely: 8 epochs of this small net take ~0.35 s on a fast machine, so the default
+    # 0.5 s poll could see only "none yet" and "all 8" (CI saw exactly that)
+    done = tasks.wait(t.id, timeout=600, on_update=lambda task, m: seen.append((task.state, len(m))), poll=0.02)
     return {"task": done, "updates": seen, "metrics": tasks.metrics(done)}
 
 
