@@ -69,7 +69,7 @@ def main() -> int:
             cold += timed(lambda: applications.list("hpc", refresh=True, file=profile), 1)
             avail += timed(bare("module -t avail >/dev/null 2>&1"), 1)
             spider += timed(bare("module spider >/dev/null 2>&1"), 1)
-            raw += timed(bare('"$LMOD_DIR/spider" -o spider-json "$MODULEPATH" >/dev/null'), 1)
+            raw += timed(bare('"$LMOD_DIR/spider" -o jsonSoftwarePage "$MODULEPATH" >/dev/null'), 1)
             cached += timed(lambda: applications.list("hpc", file=profile), 1)
         m = statistics.median
         print(f"cold list (spider JSON + parse + cache)  {m(cold) * 1000:8.1f} ms")
