@@ -217,6 +217,21 @@ def remove(name: str, file: str | None = None) -> None:
 
 
 # -- to fsspec -------------------------------------------------------------------------------
+# AES-GCM first for bulk bytes: an AEAD cipher like OpenSSH's default chacha20-poly1305, but done in
+# one hardware-accelerated OpenSSL call per packet, where asyncssh's chacha20 takes several calls.
+# On loopback it moved 200 MB ~1.5x faster both ways (bench/bench_copy.py). The server still
+# chooses among the rest when it offers no GCM.
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+
+
+def bulk_ciphers() -> list[str]:
+    """asyncssh's default ciphers with the AES-GCM ones moved to the front."""
+    from asyncssh.encryption import get_default_encryption_algs
+
+    rest = [a.decode() for a in get_default_encryption_algs() if a.decode() not in PREFERRED_CIPHERS]
+    return [*PREFERRED_CIPHERS, *rest]
+
+
 def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
     """An sshfs (asyncssh) filesystem for a login, with host keys checked from its known_hosts.
 
@@ -227,7 +242,7 @@ def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
     if not os.path.isfile(known):
         raise InvalidArgument(f"known_hosts file {known} not found: host keys are always verified; "
                               f"add the host with `ssh-keyscan -p {ssh['port']} {ssh['host']} >> {known}`")
-    kw: dict[str, Any] = {"port": ssh["port"], "known_hosts": known}
+    kw: dict[str, Any] = {"port": ssh["port"], "known_hosts": known, "encryption_algs": bulk_ciphers()}
     if ssh.get("user"):
         kw["username"] = ssh["user"]
     if ssh.get("identity_file"):
