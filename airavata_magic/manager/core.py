@@ -80,6 +80,10 @@ class RuntimeManager(CellsMixin):
             self._backends[key] = backend_class(resource.kind)(resource, self.store.runtime_dir)
         return self._backends[key]
 
+    def warn(self, text: str) -> None:
+        """Say one line to the user (the notebook's stderr, or the command line's)."""
+        self._warn(text)
+
     def backend_for(self, rt: Runtime) -> Backend:
         """The backend serving a recorded runtime, from the profile it was requested with."""
         if rt.profile is None:

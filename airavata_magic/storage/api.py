@@ -33,7 +33,7 @@ def remove(name: str, file: str | None = None) -> None:
     locations.remove(name, file)
 
 
-def ls(spec: str, file: str | None = None) -> "pd.DataFrame":
+def ls(spec: str, file: str | None = None, *, manager: Any = None) -> "pd.DataFrame":
     """List ``NAME[:SUBPATH]`` as a DataFrame: name, type, size, modified (UTC)."""
     import pandas as pd
 
@@ -41,9 +41,14 @@ def ls(spec: str, file: str | None = None) -> "pd.DataFrame":
         raise InvalidArgument("give NAME[:SUBPATH], e.g. scratch:runs")
     name, _, sub = spec.partition(":")
     locations.get(name, file)  # a clear error for an unknown name
-    end = resolve(f"{name}:{sub}", file=file)
+    end = resolve(f"{name}:{sub}", file=file, manager=manager)
     rows = []
-    if end.kind == "local":
+    if end.kind == "kernel":  # a Kubernetes claim, listed by a pod that mounts it
+        from .claims import listdir
+
+        for n, kind, size, mtime in listdir(end):
+            rows.append((n, kind, size, datetime.fromtimestamp(mtime, timezone.utc)))
+    elif end.kind == "local":
         if not os.path.isdir(end.path):
             raise InvalidArgument(f"{spec}: not a directory")
         for entry in sorted(os.scandir(end.path), key=lambda e: e.name):
@@ -83,6 +88,8 @@ def mount(name: str, runtime: str, as_path: str | None = None, *, file: str | No
     if "\x00" in as_path or "\n" in as_path or not as_path.strip():
         raise InvalidArgument(f"--as must be a path, got {as_path!r}")
     same = False
+    if loc.kind == "claim":
+        return _mount_claim(loc, m, runtime, as_path)
     if rt.profile is None or rt.kind == "local":
         same = loc.kind == "local"
     elif loc.kind in ("sftp", "resource") and loc.ssh:
@@ -110,6 +117,37 @@ def mount(name: str, runtime: str, as_path: str | None = None, *, file: str | No
     end.check(f"if [ -e {q} ] && [ ! -L {q} ]; then echo 'the --as path exists and is not a link' >&2; "
               f"exit 1; fi; mkdir -p -- \"$(dirname -- {q})\" && ln -sfn -- {t} {q}", "mount")
     return link
+
+
+_LINK = """
+import os
+link, target = args["link"], args["target"]
+if os.path.lexists(link) and not os.path.islink(link):
+    raise FileExistsError(f"{link} exists and is not a link; choose another --as")
+os.makedirs(os.path.dirname(link) or ".", exist_ok=True)
+if os.path.islink(link):
+    os.unlink(link)
+os.symlink(target, link)
+result = link
+"""
+
+
+def _mount_claim(loc: locations.Location, manager: Any, runtime: str, as_path: str) -> str:
+    """A link in the runtime's pod to the claim's path, when the pod mounts that claim."""
+    from . import kernelfiles
+    from .claims import pod_mounts
+
+    rt = manager.get(runtime)
+    if rt.resource != loc.resource or not pod_mounts(manager, runtime, loc.mount or ""):
+        why = "is on another resource" if rt.resource != loc.resource else f"does not mount claim {loc.claim!r}"
+        raise InvalidArgument(f"runtime {runtime!r} {why}; copy instead: %copy_data {loc.name}:PATH {runtime}:PATH")
+    target = posixpath.join(loc.mount or "", loc.root.lstrip("/"))
+    cwd = kernelfiles.cwd(manager, runtime)
+    link = as_path if as_path.startswith("/") else posixpath.join(cwd, as_path)
+    try:
+        return kernelfiles.call(manager, runtime, _LINK, link=link, target=target)
+    except Exception as e:  # noqa: BLE001 - the kernel's one line, e.g. the --as path is a file
+        raise InvalidArgument(str(e).split(": ", 2)[-1]) from None
 
 
 __all__ = ["list_locations", "register", "remove", "ls", "mount", "End"]

@@ -24,7 +24,7 @@ from typing import Any
 from .. import checks, paths
 from ..errors import AiravataError, InvalidArgument
 from . import sshio
-from .ends import End, resolve
+from .ends import End, resolve_pair
 from .progress import Progress, resolve as resolve_progress
 
 CHUNK = 8 << 20
@@ -39,7 +39,7 @@ class CopyResult:
     files: int = 0
     bytes: int = 0
     seconds: float = 0.0
-    method: str = ""  # sftp | tar-stream | remote-cp | local | fsspec
+    method: str = ""  # sftp | tar-stream | remote-cp | local | fsspec | kernel | kernel-tar | in-pod
     resumed_from: int = 0  # bytes already there from an interrupted run
     verified: bool | None = None  # None: not asked
     sha256: str | None = None  # of a single file, when verified
@@ -64,7 +64,7 @@ def copy(src: str, dst: str, *, recursive: bool = False, verify: bool = False, j
     Raises ``InvalidArgument``/``AiravataError`` with one line; ``verify`` failing raises too.
     """
     jobs = checks.whole_number(jobs, "--jobs", 1, 64)
-    s, d = resolve(src, file=file, manager=manager), resolve(dst, file=file, manager=manager)
+    s, d = resolve_pair(src, dst, file=file, manager=manager)
     return copy_ends(s, d, recursive=recursive, verify=verify, jobs=jobs, progress=progress)
 
 
@@ -82,9 +82,21 @@ def copy_ends(s: End, d: End, *, recursive: bool = False, verify: bool = False, 
         raise InvalidArgument(f"{src} and {dst} are the same path")
     prog = resolve_progress(progress)
     t0 = time.monotonic()
-    if info["type"] == "directory":
-        if not recursive:
-            raise InvalidArgument(f"{src} is a directory: add --recursive")
+    if info["type"] == "directory" and not recursive:
+        raise InvalidArgument(f"{src} is a directory: add --recursive")
+    if s.kind == d.kind == "kernel" and s.runtime == d.runtime:  # a claim and a pod that mounts it
+        from .claims import copy_in_pod
+
+        prog.start(info["size"] if info["type"] == "file" else 0, 1, f"{s.label} -> {d.label}")
+        try:
+            mkdir_parent(d)
+            files, size, skipped = copy_in_pod(s, d, tmp_name(d.path, copy_key(s, d), "kernel"))
+            result = CopyResult(s.label, d.path, files=files, bytes=size, method="in-pod")
+            result.skipped = skipped
+            prog.advance(size, files)
+        finally:
+            prog.close()
+    elif info["type"] == "directory":
         if "kernel" in (s.kind, d.kind):
             from . import kernelfiles
 

@@ -275,7 +275,7 @@ def prepare(name: str, runtime: Any = None, *, file: str | None = None, manager:
         ident = f"url|{ds.location}|{ds.sha256 or ''}|{ds.after_download or ''}"
         src = None
     else:
-        src = resolve(ds.location, file=file, manager=manager)
+        src = resolve(ds.location, file=file, manager=manager, prefer=runtime)  # a claim: in the runtime's pod
         fprint = src.fingerprint()
         if fprint is None:
             raise AiravataError(f"dataset {name!r}: {ds.location} does not exist")

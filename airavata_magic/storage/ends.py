@@ -107,6 +107,10 @@ class End:
                 for n in dirnames + filenames:
                     st = os.lstat(os.path.join(dirpath, n))
                     stats.append((st.st_size, st.st_mtime))
+        elif self.kind == "kernel":
+            from . import kernelfiles
+
+            stats = [(int(a), float(b)) for a, b in kernelfiles.tree_stats(self.manager, self.runtime or "", self.path)]
         else:
             found = self.fs.find(self.path, detail=True).values()
             stats = [(int(i.get("size") or 0), float(getattr(i.get("mtime"), "timestamp", lambda: 0)())) for i in found]
@@ -220,8 +224,30 @@ def resource_end(profile_path: str | None, resource: str, path: str, label: str)
     return End("ssh", p, label, fs, loc)
 
 
-def resolve(spec: str, *, file: str | None = None, manager: Any = None) -> End:
-    """``local:PATH`` | ``STORAGE:PATH`` | ``RUNTIME:PATH`` -> End. A plain path is local."""
+def is_claim(spec: str, file: str | None = None) -> bool:
+    """Whether ``spec`` names a path in a Kubernetes claim (``STORAGE:PATH`` of kind claim)."""
+    name, sep, _ = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or "/" in name or name in ("", ".", "..", "local"):
+        return False
+    try:
+        return get_location(name, file).kind == "claim"
+    except InvalidArgument:
+        return False
+
+
+def resolve_pair(src: str, dst: str, *, file: str | None = None, manager: Any = None) -> tuple[End, End]:
+    """Both ends of a copy. A claim side is resolved last, on the other side's pod when that pod
+    mounts the claim, so that the copy runs inside it."""
+    if is_claim(src, file):
+        d = resolve(dst, file=file, manager=manager)
+        return resolve(src, file=file, manager=manager, prefer=d.runtime), d
+    s = resolve(src, file=file, manager=manager)
+    return s, resolve(dst, file=file, manager=manager, prefer=s.runtime)
+
+
+def resolve(spec: str, *, file: str | None = None, manager: Any = None, prefer: str | None = None) -> End:
+    """``local:PATH`` | ``STORAGE:PATH`` | ``RUNTIME:PATH`` -> End. A plain path is local.
+    ``prefer``: for a claim, the runtime to reach it through when that runtime's pod mounts it."""
     if not isinstance(spec, str) or not spec or "\x00" in spec or "\n" in spec:
         raise InvalidArgument(f"bad copy endpoint {spec!r}: write local:PATH, STORAGE:PATH or RUNTIME:PATH")
     name, sep, path = spec.partition(":")
@@ -235,6 +261,10 @@ def resolve(spec: str, *, file: str | None = None, manager: Any = None) -> End:
         loc = get_location(name, file)
     except InvalidArgument:
         loc = None
+    if loc is not None and loc.kind == "claim":
+        from .claims import claim_end
+
+        return claim_end(loc, path, spec, manager, prefer)
     if loc is not None:
         fs, root = location_filesystem(loc)
         if loc.kind == "local":

@@ -288,3 +288,19 @@ for dirpath, dirnames, filenames in os.walk(args["path"]):
 def manifest(manager: Any, runtime: str, path: str) -> dict[str, str]:
     """{relative path: sha256} of every regular file of a tree in the pod, computed there."""
     return call(manager, runtime, _MANIFEST, path=path)
+
+
+_STATS = """
+import os
+stats = []
+for d, dirs, files in os.walk(args["path"]):
+    for n in dirs + files:
+        st = os.lstat(os.path.join(d, n))
+        stats.append((st.st_size, st.st_mtime))
+result = stats
+"""
+
+
+def tree_stats(manager: Any, runtime: str, path: str) -> list[tuple[int, float]]:
+    """(size, mtime) of every entry under a directory in the pod (for a dataset's fingerprint)."""
+    return call(manager, runtime, _STATS, path=path)

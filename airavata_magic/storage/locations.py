@@ -6,7 +6,8 @@ A location is written as one of:
 - ``sftp://user@host[:port]/path``: the SSH settings (key, known_hosts) of a profile resource on
   that host and user are reused when there is one;
 - ``RESOURCE:/path``: a path on a profile resource's cluster, through its SSH settings
-  (``local`` resources give a local path; Kubernetes resources are refused with the reason);
+  (``local`` resources give a local path; on a Kubernetes resource, a path inside the
+  PersistentVolumeClaim its ``storage_claim`` names, reached through a pod: ``claims.py``);
 - any other URL an installed fsspec filesystem understands (``s3://``, ``gs://``, ``memory://``).
 
 ``filesystem(name)`` is the one place that turns a name into ``(fsspec filesystem, root path)``;
@@ -16,6 +17,7 @@ copies, datasets and other features build on it. Host keys are always checked ag
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
 _RES_PATH_RE = re.compile(r"^(?P<res>[A-Za-z0-9][A-Za-z0-9_.-]{0,62}):(?P<path>/.*|~.*)$")
 _USER_FILE = "storage.json"
 
-KINDS = ("local", "sftp", "resource", "fsspec")
+KINDS = ("local", "sftp", "resource", "claim", "fsspec")
 
 
 @dataclass(frozen=True)
@@ -42,13 +44,16 @@ class Location:
     """One named location, resolved. ``root`` is the path inside its filesystem."""
 
     name: str
-    kind: str  # local | sftp | resource | fsspec
+    kind: str  # local | sftp | resource | claim | fsspec
     location: str  # as the user wrote it
     source: str  # profile | user
     root: str
     protocol: str = "file"  # fsspec protocol
     resource: str | None = None  # the profile resource it belongs to, if any
     ssh: dict[str, Any] | None = None  # host, port, user, identity_file, known_hosts (sftp/resource)
+    claim: str | None = None  # claim: the PersistentVolumeClaim, mounted in the resource's pods at ``mount``
+    mount: str | None = None
+    profile: str | None = None  # claim: the profile file that defines ``resource``
 
     @property
     def writable(self) -> bool:
@@ -110,8 +115,18 @@ def parse(name: str, location: str, source: str = "user", profile: "Profile | No
         if kind == "local":
             return Location(name, "local", location, source, str(Path(m.group("path")).expanduser().resolve()), resource=res)
         if kind == "kubernetes":
-            raise InvalidArgument(f"storage {name!r}: {res} is a Kubernetes resource; PersistentVolumeClaim "
-                                  "locations are not supported yet: use an sftp://, object-store or local location")
+            from .claims import claim_of
+
+            try:
+                claim, mount = claim_of(profile, res)
+            except InvalidArgument as e:
+                raise InvalidArgument(f"storage {name!r}: {e}") from None
+            path = m.group("path")
+            if not path.startswith("/"):
+                raise InvalidArgument(f"storage {name!r}: a claim has no home directory; write {res}:/path "
+                                      "(a path inside the claim)")
+            return Location(name, "claim", location, source, posixpath.normpath(path), protocol="kernel",
+                            resource=res, claim=claim, mount=mount, profile=str(profile.path) if profile.path else None)
         return Location(name, "resource", location, source, m.group("path"), protocol="sftp", resource=res,
                         ssh=ssh_of_resource(profile, res))
     if loc.startswith("sftp://") or loc.startswith("ssh://"):
@@ -301,6 +316,9 @@ def location_filesystem(loc: Location) -> tuple["fsspec.AbstractFileSystem", str
         return fsspec.filesystem("file"), loc.root
     if loc.kind in ("sftp", "resource"):
         return ssh_filesystem(loc.ssh or {}), expand_remote(loc, loc.root)
+    if loc.kind == "claim":
+        raise InvalidArgument(f"storage {loc.name!r} is a Kubernetes claim, reached through a pod, not as a "
+                              f"file system here: use %copy_data {loc.name}:PATH ..., %storage ls or %storage mount")
     try:
         fs, root = fsspec.core.url_to_fs(loc.root)
     except (ImportError, ValueError) as e:

@@ -73,7 +73,7 @@ class DataMagics(Magics):
         if a.action == "list":
             return api.list_locations(a.file)
         if a.action == "ls":
-            return api.ls(a.args[0], a.file)
+            return api.ls(a.args[0], a.file, manager=self.manager)
         if a.action == "register":
             if not a.name or not a.location:
                 raise UsageError("%storage register needs --name N --location L")

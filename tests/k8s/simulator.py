@@ -195,7 +195,8 @@ class Simulator:
         self.token = secrets.token_urlsafe(24)
         self.user = "sim-user"
         self.denied: set[tuple[str, str, str]] = set()
-        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"pods": {}, "secrets": {}, "events": {}}
+        self.objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {"pods": {}, "secrets": {}, "events": {},
+                                                                          "persistentvolumeclaims": {}}
         self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, obj)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every API request, for tests
         self.unavailable = False  # answer every request 503, as an API server restarting does
@@ -308,6 +309,21 @@ class Simulator:
         ns = namespace or self.namespace
         return [copy.deepcopy(o) for (n, _), o in list(self.objects["events"].items())
                 if n == ns and o["involvedObject"]["name"] == name]
+
+    def create_claim(self, name: str, namespace: str | None = None) -> Path:
+        """A bound PersistentVolumeClaim; returns the host directory its volume is. Pods run as
+        processes of this machine and their file I/O is not remapped, so a test mounts the claim
+        (``storage_mount``) at this very path: the pod and the test then see the same files."""
+        ns = namespace or self.namespace
+        path = self.claim_dir(name, ns)
+        path.mkdir(parents=True, exist_ok=True)
+        self.objects["persistentvolumeclaims"][(ns, name)] = {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": ns},
+            "spec": {"accessModes": ["ReadWriteMany"]}, "status": {"phase": "Bound"}}
+        return path
+
+    def claim_dir(self, name: str, namespace: str | None = None) -> Path:
+        return self.workdir / "claims" / (namespace or self.namespace) / name
 
     def delete_pod(self, name: str, namespace: str | None = None) -> None:
         """Delete a pod from outside (as ``kubectl delete pod`` would)."""
@@ -655,6 +671,13 @@ class Simulator:
             res = c.get("resources") or {}
             for k, v in {**(res.get("limits") or {}), **(res.get("requests") or {})}.items():
                 want[k] = want.get(k, 0) + _quantity(v)
+        ns = pod["metadata"]["namespace"]
+        for vol in spec.get("volumes") or []:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and (ns, claim) not in self.objects["persistentvolumeclaims"]:
+                n = len(self.nodes)
+                return None, (f'0/{n} nodes are available: persistentvolumeclaim "{claim}" not found. '
+                              f"preemption: 0/{n} nodes are available: {n} Preemption is not helpful for scheduling.")
         if spec.get("nodeName"):
             node = next((n for n in self.nodes if n.name == spec["nodeName"]), None)
             return node, ""  # bound directly; an unknown node leaves the pod Pending, as on a cluster
@@ -799,6 +822,9 @@ class Simulator:
         ns = run.key[0]
         out: dict[str, Path] = {}
         for vol in pod["spec"].get("volumes") or []:
+            if "persistentVolumeClaim" in vol:  # one directory per claim, shared by every pod
+                out[vol["name"]] = self.claim_dir(vol["persistentVolumeClaim"]["claimName"], ns)
+                continue
             path = run.root / "volumes" / vol["name"]
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
             if "secret" in vol:

@@ -107,6 +107,7 @@ class KubernetesBackend(Backend):
             service_account=s.get("service_account"), image_pull_secrets=s.get("image_pull_secrets", []),
             run_as_user=s.get("run_as_user", schema.DEFAULT_RUN_AS_USER),
             run_as_group=s.get("run_as_group", schema.DEFAULT_RUN_AS_GROUP),
+            storage_claim=s.get("storage_claim"), storage_mount=s.get("storage_mount", schema.DEFAULT_STORAGE_MOUNT),
         )
 
     def request(self, runtime: "Runtime") -> Submission:

@@ -23,7 +23,7 @@ import yaml
 
 from ..base import PORT_NAMES
 from .settings import (DEFAULT_GPU_RESOURCE, DEFAULT_PYTHON, DEFAULT_RUN_AS_GROUP, DEFAULT_RUN_AS_USER,
-                       DEFAULT_WALLTIME_MIN, LABEL_VALUE)
+                       DEFAULT_STORAGE_MOUNT, DEFAULT_WALLTIME_MIN, LABEL_VALUE)
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_RUNTIME = "airavata-magic/runtime"
@@ -32,6 +32,7 @@ ANNOTATION_RUNTIME = "airavata-magic/runtime-name"
 ANNOTATION_OWNER = "airavata-magic/owner"
 CONTAINER = "kernel"
 CONNECTION_VOLUME = "kernel-connection"
+STORAGE_VOLUME = "storage"
 CONNECTION_DIR = "/var/run/airavata"
 CONNECTION_FILE = "connection.json"
 # Fixed ports: every pod has its own network namespace, so fixed numbers never collide, and the
@@ -117,6 +118,8 @@ class PodRequest:
     image_pull_secrets: list[str] = field(default_factory=list)
     run_as_user: int = DEFAULT_RUN_AS_USER
     run_as_group: int = DEFAULT_RUN_AS_GROUP
+    storage_claim: str | None = None  # a PersistentVolumeClaim mounted at storage_mount
+    storage_mount: str = DEFAULT_STORAGE_MOUNT
 
 
 def _labels(req: PodRequest) -> dict[str, str]:
@@ -147,6 +150,9 @@ def render_pod(req: PodRequest) -> dict[str, Any]:
         # given, and extended resources (GPUs) must have equal requests and limits anyway.
         container["resources"] = {"requests": dict(requests), "limits": dict(requests)}
     spec["volumes"][0]["secret"]["secretName"] = req.name
+    if req.storage_claim:
+        spec["volumes"].append({"name": STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": req.storage_claim}})
+        container.setdefault("volumeMounts", []).append({"name": STORAGE_VOLUME, "mountPath": req.storage_mount})
     if req.walltime_min:
         spec["activeDeadlineSeconds"] = req.walltime_min * 60
     if req.node:

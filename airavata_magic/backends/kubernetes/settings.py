@@ -18,6 +18,8 @@ DEFAULT_PYTHON = "python"
 # The Jupyter Docker Stacks' non-root user and group ("jovyan", users).
 DEFAULT_RUN_AS_USER = 1000
 DEFAULT_RUN_AS_GROUP = 100
+# Where runtime pods mount the resource's PersistentVolumeClaim (``storage_claim``).
+DEFAULT_STORAGE_MOUNT = "/storage"
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -148,6 +150,14 @@ def minutes(value: Any) -> int:
     return value
 
 
+def mount_path(value: Any) -> str:
+    """An absolute path inside the container, e.g. ``/storage``."""
+    s = text(value).rstrip("/")
+    if not s.startswith("/") or "\\" in s or any(part in (".", "..") for part in s.split("/")) or "//" in s:
+        raise InvalidArgument(f"{value!r} is not an absolute path in the container, e.g. /storage")
+    return s
+
+
 def names(value: Any) -> list[str]:
     """A list of Secret names (``image_pull_secrets``)."""
     return [dns_subdomain(v) for v in text_list(value)]
@@ -168,4 +178,8 @@ PROFILE_KEYS: dict[str, Check] = {
     "run_as_user": uid,  # the image's non-root user (default 1000, as in Jupyter images)
     "run_as_group": uid,  # and group (default 100)
     "walltime": minutes,  # default walltime in minutes when none is requested (120)
+    # A PersistentVolumeClaim in the namespace: every runtime pod mounts it at storage_mount, and
+    # the storage location RESOURCE:/path names a path inside it.
+    "storage_claim": dns_subdomain,
+    "storage_mount": mount_path,  # default /storage
 }
