@@ -3,8 +3,8 @@
 A location is written as one of:
 
 - a local path (``/srv/lab``, ``~/data``, ``file:///srv/lab``);
-- ``sftp://user@host[:port]/path``: the SSH settings (key, known_hosts) of a profile resource on
-  that host and user are reused when there is one;
+- ``sftp://user@host[:port]/path``: the SSH settings (key, known_hosts, proxy_jump) of a profile
+  resource on that host and user are reused when there is one;
 - ``RESOURCE:/path``: a path on a profile resource's cluster, through its SSH settings
   (``local`` resources give a local path; Kubernetes resources are refused with the reason);
 - any other URL an installed fsspec filesystem understands (``s3://``, ``gs://``, ``memory://``).
@@ -12,11 +12,17 @@ A location is written as one of:
 ``filesystem(name)`` is the one place that turns a name into ``(fsspec filesystem, root path)``;
 copies, datasets and other features build on it. Host keys are always checked against the
 ``known_hosts`` file of the resource (or ``~/.ssh/known_hosts``), never turned off.
+
+A resource with ``proxy_jump: [user@]host[:port]`` is reached through that bastion, logging in to
+it with the resource's own key and ``known_hosts``: commands go through the pooled paramiko
+connection (which jumps by itself), bulk bytes through one asyncssh connection to the bastion per
+jump login, kept for the process and tunnelling every sshfs connection behind it.
 """
 from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +54,7 @@ class Location:
     root: str
     protocol: str = "file"  # fsspec protocol
     resource: str | None = None  # the profile resource it belongs to, if any
-    ssh: dict[str, Any] | None = None  # host, port, user, identity_file, known_hosts (sftp/resource)
+    ssh: dict[str, Any] | None = None  # host, port, user, identity_file, known_hosts[, proxy_jump]
 
     @property
     def writable(self) -> bool:
@@ -81,14 +87,14 @@ def _profile(file: str | None) -> "Profile":
 
 
 def ssh_of_resource(profile: "Profile", resource: str) -> dict[str, Any]:
-    """The SSH login settings of an ssh/slurm resource (host, port, user, key, known_hosts)."""
-    res = profile.resources[resource]
-    s = res.settings
+    """The SSH login settings of an ssh/slurm resource (host, port, user, key, known_hosts, and
+    ``proxy_jump`` only when it has one, so that other logins keep their resume keys)."""
+    s = profile.resources[resource].settings
+    ssh = {"host": s["host"], "port": s.get("port", 22), "user": s.get("user"),
+           "identity_file": s.get("identity_file"), "known_hosts": s.get("known_hosts", "~/.ssh/known_hosts")}
     if s.get("proxy_jump"):
-        raise InvalidArgument(f"resource {resource!r} uses proxy_jump, which storage does not support yet; "
-                              "name a location on a host reachable directly")
-    return {"host": s["host"], "port": s.get("port", 22), "user": s.get("user"),
-            "identity_file": s.get("identity_file"), "known_hosts": s.get("known_hosts", "~/.ssh/known_hosts")}
+        ssh["proxy_jump"] = s["proxy_jump"]
+    return ssh
 
 
 def parse(name: str, location: str, source: str = "user", profile: "Profile | None" = None) -> Location:
@@ -235,7 +241,8 @@ def bulk_ciphers() -> list[str]:
 def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
     """An sshfs (asyncssh) filesystem for a login, with host keys checked from its known_hosts.
 
-    fsspec caches instances by their arguments, so each login has one connection per process."""
+    fsspec caches instances by their arguments, so each login has one connection per process.
+    With ``proxy_jump`` it is tunnelled through the bastion's cached connection (``_jump_client``)."""
     from sshfs import SSHFileSystem
 
     known = os.path.expanduser(ssh.get("known_hosts") or "~/.ssh/known_hosts")
@@ -247,6 +254,8 @@ def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
         kw["username"] = ssh["user"]
     if ssh.get("identity_file"):
         kw["client_keys"] = [os.path.expanduser(ssh["identity_file"])]
+    if ssh.get("proxy_jump"):
+        kw["tunnel"] = _jump_client(ssh, kw)
     try:
         fs = SSHFileSystem(ssh["host"], **kw)
         if fs.client.is_closed():  # a cached instance whose connection dropped: connect afresh
@@ -257,15 +266,66 @@ def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
         raise ssh_error(ssh, e) from None
 
 
-def ssh_error(ssh: dict[str, Any], e: BaseException) -> AiravataError:
-    """One line for an asyncssh failure (host key unknown or changed, auth refused, unreachable)."""
+# One asyncssh connection per jump login (and key, known_hosts), on fsspec's IO loop. It is the
+# ``tunnel=`` of every sshfs connection behind that bastion; the same object each time, so fsspec's
+# instance cache (keyed by the arguments) finds the filesystem again instead of connecting anew.
+_JUMPS: dict[tuple[Any, ...], Any] = {}
+_JUMPS_LOCK = threading.Lock()
+
+
+def jump_login(ssh: dict[str, Any]) -> dict[str, Any]:
+    """The bastion of a ``proxy_jump`` login as its own login (same key and known_hosts)."""
+    import getpass
+
+    from ..transport.target import parse_jump
+
+    try:
+        user, host, port = parse_jump(ssh["proxy_jump"], ssh.get("user") or getpass.getuser())
+    except ValueError as e:
+        raise InvalidArgument(f"proxy_jump: {e}") from None
+    return {**ssh, "host": host, "port": port, "user": user, "proxy_jump": None}
+
+
+def _jump_client(ssh: dict[str, Any], kw: dict[str, Any]) -> Any:
+    """The live asyncssh connection to the bastion of ``ssh``, made (again) when there is none.
+
+    Never asyncssh's string ``tunnel=`` form: that one would use asyncssh's default known_hosts and
+    keys, not the resource's."""
+    import asyncssh
+    from fsspec.asyn import get_loop, sync
+
+    jump = jump_login(ssh)
+    args = {k: v for k, v in kw.items() if k != "tunnel"}
+    args.update(port=jump["port"], username=jump["user"])
+    key = (jump["user"], jump["host"], jump["port"], args["known_hosts"], tuple(args.get("client_keys", ())))
+    with _JUMPS_LOCK:
+        conn = _JUMPS.get(key)
+        if conn is None or conn.is_closed():
+            try:
+                conn = _JUMPS[key] = sync(get_loop(), asyncssh.connect, jump["host"], **args)
+            except Exception as e:  # host key, auth, refused: one line naming the bastion
+                raise ssh_error(jump, e, jump_for=ssh) from None
+        return conn
+
+
+def ssh_error(ssh: dict[str, Any], e: BaseException, jump_for: dict[str, Any] | None = None) -> AiravataError:
+    """One line for an asyncssh failure (host key unknown or changed, auth refused, unreachable).
+
+    ``jump_for``: the login whose ``proxy_jump`` ``ssh`` is, when the bastion itself failed."""
     text = str(e) or type(e).__name__
     label = f"{ssh.get('user')}@{ssh['host']}:{ssh['port']}"
+    scan = f"`ssh-keyscan -p {ssh['port']} {ssh['host']}`"
+    if jump_for:
+        who = f"SSH to the jump host {label} (proxy_jump of {jump_for['host']}:{jump_for['port']})"
+    elif ssh.get("proxy_jump"):
+        who, scan = f"SSH to {label} via {ssh['proxy_jump']}", f"{scan} run on {ssh['proxy_jump']}"
+    else:
+        who = f"SSH to {label}"
     if "host key" in text.lower():
-        known = ssh.get("known_hosts")
-        return AiravataError(f"SSH to {label}: the server's host key is missing from or different in {known}; "
-                             f"if you trust the host, check `ssh-keyscan -p {ssh['port']} {ssh['host']}` and fix {known}")
-    return AiravataError(f"SSH to {label} failed: {text.splitlines()[0]}")
+        known = os.path.expanduser(ssh.get("known_hosts") or "~/.ssh/known_hosts")
+        return AiravataError(f"{who}: the server's host key is missing from or different in {known}; "
+                             f"if you trust the host, check {scan} and fix {known}")
+    return AiravataError(f"{who} failed: {text.splitlines()[0]}")
 
 
 def expand_remote(loc: Location, path: str) -> str:
