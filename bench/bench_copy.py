@@ -7,7 +7,7 @@ Every figure is printed beside a baseline measured in the same run, as a ratio o
 
 1. one SIZE MB file, download and upload: ``storage.copy`` (asyncssh, 16 MiB in-order chunks with
    the next one in flight) versus OpenSSH ``scp`` over the same sshd. Goals: download >= 0.9x,
-   upload >= 0.85x. Ours asks for AES-GCM first (``locations.bulk_ciphers``); scp uses its default
+   upload >= 0.85x. Ours asks for AES-GCM first (``sshlogin.bulk_ciphers``); scp uses its default
    (chacha20-poly1305), so ``scp -c aes128-gcm@openssh.com`` is measured too, as the same-cipher
    baseline. The candidates we chose between are measured too: paramiko SFTP get/put (the
    project's control connection) and sshfs ``get_file``/``put_file`` with ``block_size=-1``.

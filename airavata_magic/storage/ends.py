@@ -42,7 +42,9 @@ class End:
             return True
         if self.kind == "ssh" and other.kind == "ssh" and self.loc and other.loc and self.loc.ssh and other.loc.ssh:
             a, b = self.loc.ssh, other.loc.ssh
-            return (a["host"], a["port"], a.get("user")) == (b["host"], b["port"], b.get("user"))
+            # behind a bastion a host name means what the bastion resolves it to
+            return (a["host"], a["port"], a.get("user"), a.get("proxy_jump")) == \
+                (b["host"], b["port"], b.get("user"), b.get("proxy_jump"))
         return False
 
     # -- commands (ssh ends) -----------------------------------------------------------------

@@ -3,8 +3,8 @@
 A location is written as one of:
 
 - a local path (``/srv/lab``, ``~/data``, ``file:///srv/lab``);
-- ``sftp://user@host[:port]/path``: the SSH settings (key, known_hosts) of a profile resource on
-  that host and user are reused when there is one;
+- ``sftp://user@host[:port]/path``: the SSH settings (key, known_hosts, proxy_jump) of a profile
+  resource on that host and user are reused when there is one;
 - ``RESOURCE:/path``: a path on a profile resource's cluster, through its SSH settings
   (``local`` resources give a local path; on a Kubernetes resource, a path inside the
   PersistentVolumeClaim its ``storage_claim`` names, reached through a pod: ``claims.py``);
@@ -13,6 +13,11 @@ A location is written as one of:
 ``filesystem(name)`` is the one place that turns a name into ``(fsspec filesystem, root path)``;
 copies, datasets and other features build on it. Host keys are always checked against the
 ``known_hosts`` file of the resource (or ``~/.ssh/known_hosts``), never turned off.
+
+A resource with ``proxy_jump: [user@]host[:port]`` is reached through that bastion, logging in to
+it with the resource's own key and ``known_hosts``: commands go through the pooled paramiko
+connection (which jumps by itself), bulk bytes through one asyncssh connection to the bastion per
+jump login, kept for the process and tunnelling every sshfs connection behind it.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from .. import checks, paths
 from ..errors import AiravataError, InvalidArgument
+from .sshlogin import ssh_filesystem
 
 if TYPE_CHECKING:
     import fsspec
@@ -50,7 +56,7 @@ class Location:
     root: str
     protocol: str = "file"  # fsspec protocol
     resource: str | None = None  # the profile resource it belongs to, if any
-    ssh: dict[str, Any] | None = None  # host, port, user, identity_file, known_hosts (sftp/resource)
+    ssh: dict[str, Any] | None = None  # host, port, user, identity_file, known_hosts[, proxy_jump]
     claim: str | None = None  # claim: the PersistentVolumeClaim, mounted in the resource's pods at ``mount``
     mount: str | None = None
     profile: str | None = None  # claim: the profile file that defines ``resource``
@@ -86,14 +92,14 @@ def _profile(file: str | None) -> "Profile":
 
 
 def ssh_of_resource(profile: "Profile", resource: str) -> dict[str, Any]:
-    """The SSH login settings of an ssh/slurm resource (host, port, user, key, known_hosts)."""
-    res = profile.resources[resource]
-    s = res.settings
+    """The SSH login settings of an ssh/slurm resource (host, port, user, key, known_hosts, and
+    ``proxy_jump`` only when it has one, so that other logins keep their resume keys)."""
+    s = profile.resources[resource].settings
+    ssh = {"host": s["host"], "port": s.get("port", 22), "user": s.get("user"),
+           "identity_file": s.get("identity_file"), "known_hosts": s.get("known_hosts", "~/.ssh/known_hosts")}
     if s.get("proxy_jump"):
-        raise InvalidArgument(f"resource {resource!r} uses proxy_jump, which storage does not support yet; "
-                              "name a location on a host reachable directly")
-    return {"host": s["host"], "port": s.get("port", 22), "user": s.get("user"),
-            "identity_file": s.get("identity_file"), "known_hosts": s.get("known_hosts", "~/.ssh/known_hosts")}
+        ssh["proxy_jump"] = s["proxy_jump"]
+    return ssh
 
 
 def parse(name: str, location: str, source: str = "user", profile: "Profile | None" = None) -> Location:
@@ -232,57 +238,6 @@ def remove(name: str, file: str | None = None) -> None:
 
 
 # -- to fsspec -------------------------------------------------------------------------------
-# AES-GCM first for bulk bytes: an AEAD cipher like OpenSSH's default chacha20-poly1305, but done in
-# one hardware-accelerated OpenSSL call per packet, where asyncssh's chacha20 takes several calls.
-# On loopback it moved 200 MB ~1.5x faster both ways (bench/bench_copy.py). The server still
-# chooses among the rest when it offers no GCM.
-PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-
-
-def bulk_ciphers() -> list[str]:
-    """asyncssh's default ciphers with the AES-GCM ones moved to the front."""
-    from asyncssh.encryption import get_default_encryption_algs
-
-    rest = [a.decode() for a in get_default_encryption_algs() if a.decode() not in PREFERRED_CIPHERS]
-    return [*PREFERRED_CIPHERS, *rest]
-
-
-def ssh_filesystem(ssh: dict[str, Any]) -> "fsspec.AbstractFileSystem":
-    """An sshfs (asyncssh) filesystem for a login, with host keys checked from its known_hosts.
-
-    fsspec caches instances by their arguments, so each login has one connection per process."""
-    from sshfs import SSHFileSystem
-
-    known = os.path.expanduser(ssh.get("known_hosts") or "~/.ssh/known_hosts")
-    if not os.path.isfile(known):
-        raise InvalidArgument(f"known_hosts file {known} not found: host keys are always verified; "
-                              f"add the host with `ssh-keyscan -p {ssh['port']} {ssh['host']} >> {known}`")
-    kw: dict[str, Any] = {"port": ssh["port"], "known_hosts": known, "encryption_algs": bulk_ciphers()}
-    if ssh.get("user"):
-        kw["username"] = ssh["user"]
-    if ssh.get("identity_file"):
-        kw["client_keys"] = [os.path.expanduser(ssh["identity_file"])]
-    try:
-        fs = SSHFileSystem(ssh["host"], **kw)
-        if fs.client.is_closed():  # a cached instance whose connection dropped: connect afresh
-            SSHFileSystem.clear_instance_cache()
-            fs = SSHFileSystem(ssh["host"], **kw)
-        return fs
-    except Exception as e:  # asyncssh raises many kinds: host key, auth, refused
-        raise ssh_error(ssh, e) from None
-
-
-def ssh_error(ssh: dict[str, Any], e: BaseException) -> AiravataError:
-    """One line for an asyncssh failure (host key unknown or changed, auth refused, unreachable)."""
-    text = str(e) or type(e).__name__
-    label = f"{ssh.get('user')}@{ssh['host']}:{ssh['port']}"
-    if "host key" in text.lower():
-        known = ssh.get("known_hosts")
-        return AiravataError(f"SSH to {label}: the server's host key is missing from or different in {known}; "
-                             f"if you trust the host, check `ssh-keyscan -p {ssh['port']} {ssh['host']}` and fix {known}")
-    return AiravataError(f"SSH to {label} failed: {text.splitlines()[0]}")
-
-
 def expand_remote(loc: Location, path: str) -> str:
     """A remote path with ``~`` expanded through the location's pooled SSH connection."""
     if path == "~" or path.startswith("~/"):

@@ -25,7 +25,7 @@ def run(fs: Any, coro_fn: Callable[..., Any], *args: Any) -> Any:
 
     Ctrl-C here cancels the transfer there (fsspec's own ``sync`` would leave it running). A
     dropped connection or an SFTP error becomes one ``TransportError`` line; the next use of the
-    location connects afresh (``locations.ssh_filesystem`` drops dead connections)."""
+    location connects afresh (``sshlogin.ssh_filesystem`` drops dead connections)."""
     import concurrent.futures
 
     import asyncssh

@@ -9,7 +9,7 @@ import pytest
 from airavata_magic import storage
 from airavata_magic.errors import InvalidArgument, ProfileError
 from airavata_magic.profile import parse_profile
-from airavata_magic.storage import locations
+from airavata_magic.storage import locations, sshlogin
 
 PROFILE = """
 resources:
@@ -57,6 +57,24 @@ def test_every_form_resolves(profile, tmp_path):
     mem = locations.parse("m", "memory://bucket/x", profile=profile)
     assert (mem.kind, mem.protocol) == ("fsspec", "memory")
 
+
+
+def test_a_jumped_resource_lends_its_bastion(profile):
+    jumped = parse_profile(PROFILE.replace("    python: /usr/bin/python3\n",
+                                           "    python: /usr/bin/python3\n    proxy_jump: bob@bastion:2022\n", 1), "p")
+    res = locations.parse("c", "hpc:/scratch", profile=jumped)
+    sftp = locations.parse("s", "sftp://alice@login.example.edu:2200/x", profile=jumped)
+    assert res.ssh["proxy_jump"] == sftp.ssh["proxy_jump"] == "bob@bastion:2022"
+    target = sftp.target()
+    assert (target.proxy_jump, target.jump_target().label) == ("bob@bastion:2022", "bob@bastion:2022")
+    assert sshlogin.jump_login(res.ssh)["host"] == "bastion"
+    assert "proxy_jump" not in locations.parse("c", "hpc:/scratch", profile=profile).ssh  # resume keys unchanged
+    from airavata_magic.storage.ends import End
+
+    direct = locations.parse("d", "hpc:/scratch", profile=profile)
+    # the same name behind a bastion may be another machine: no remote cp between them
+    assert not End("ssh", "/a", "c:", loc=res).same_host(End("ssh", "/b", "d:", loc=direct))
+    assert End("ssh", "/a", "c:", loc=res).same_host(End("ssh", "/b", "s:", loc=sftp))
 
 @pytest.mark.parametrize("location, message", [
     ("nosuch:/x", "not a resource of the profile"),
