@@ -54,14 +54,14 @@ class RuntimeManager(CellsMixin):
     """Requests, follows, connects to and stops this user's runtimes."""
 
     def __init__(self, store: RuntimeStore | None = None, warn: Callable[[str], None] | None = None) -> None:
-        """``store``: the records (default: ``$AIRAVATA_MAGIC_HOME``); ``warn(text)``: to the user."""
+        """``store``: the records (default: ``$AIRAVATA_MAGIC_HOME``); ``warn(text)``: one line to the user."""
         self.store = store or RuntimeStore()
         #: where cells run: a runtime name, or ``LOCAL`` for the notebook's own kernel
         self.current: str = LOCAL
-        self._warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self._backends: dict[tuple[str | None, str], Backend] = {}
         self.links = LinkCache()
-        self.walltime = WalltimeWarnings(self._warn, self._current_record)
+        self.walltime = WalltimeWarnings(self.warn, self._current_record)
         self._holding: set[str] = set()  # runtimes this process registered itself as holder of
 
     @property
@@ -79,10 +79,6 @@ class RuntimeManager(CellsMixin):
         if key not in self._backends:
             self._backends[key] = backend_class(resource.kind)(resource, self.store.runtime_dir)
         return self._backends[key]
-
-    def warn(self, text: str) -> None:
-        """Say one line to the user (the notebook's stderr, or the command line's)."""
-        self._warn(text)
 
     def backend_for(self, rt: Runtime) -> Backend:
         """The backend serving a recorded runtime, from the profile it was requested with."""
@@ -122,7 +118,7 @@ class RuntimeManager(CellsMixin):
         self._save(rt)
         if rt.state.terminal and self.current == rt.name:
             self.current = LOCAL
-            self._warn(f"runtime {rt.name!r} is {rt.state.value}; cells run locally again")
+            self.warn(f"runtime {rt.name!r} is {rt.state.value}; cells run locally again")
 
     def _hold(self, name: str) -> None:
         """Register this process as a holder of ``name`` (a notebook that uses it)."""
