@@ -37,12 +37,15 @@ GPU = PodRequest(name=pod_name("My_GPU.run!", "alice@lab.edu"), namespace="resea
                  service_account="kernels", image_pull_secrets=["regcred"])
 MINIMAL = PodRequest(name=pod_name("m", "bob"), namespace="default", runtime="m", owner="bob",
                      image="python:3.12-slim", gpu_resource="amd.com/gpu", gpus=1)
+CLAIM = PodRequest(name=pod_name("c", "bob"), namespace="research", runtime="c", owner="bob",
+                   image="python:3.12-slim", storage_claim="lab-data", storage_mount="/mnt/lab")
 FIXED_KEY = "0123456789abcdef" * 4
 
 CASES = {
     "pod-cpu": lambda: render_pod(CPU),
     "pod-gpu": lambda: render_pod(GPU),
     "pod-minimal": lambda: render_pod(MINIMAL),
+    "pod-claim": lambda: render_pod(CLAIM),
     "secret": lambda: render_secret(CPU, new_connection(FIXED_KEY)),
 }
 

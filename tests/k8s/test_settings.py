@@ -41,6 +41,9 @@ def test_contract_profile_example_is_accepted():
     ("    tolerations: [{key: x, operator: Maybe}]", "tolerations", "operator must be Exists or Equal"),
     ("    tolerations: [{key: x, colour: red}]", "tolerations", "unknown field 'colour'"),
     ("    run_as_user: 0", "run_as_user", "non-root"),
+    ("    storage_claim: Lab_Data", "storage_claim", "not a valid Kubernetes name"),
+    ("    storage_mount: data", "storage_mount", "not an absolute path in the container"),
+    ("    storage_mount: /a/../etc", "storage_mount", "not an absolute path in the container"),
     ("    replicas: 3", "replicas", "unknown key for a kubernetes resource"),
 ])
 def test_bad_profile_keys_name_file_line_and_key(line, key, message):
