@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import paths
 from ..profile import Resource
 from ..errors import BackendError
-from .catalog import QUERY, Catalog, parse_output
+from .catalog import Catalog, parse_output, query
 from .shell import identity, run_script
 
 DEFAULT_MAX_AGE_S = 3600.0
@@ -48,9 +48,10 @@ def cached(resource: Resource, max_age: float = DEFAULT_MAX_AGE_S) -> Catalog | 
     return hit[2]
 
 
-def fetch(resource: Resource) -> Catalog:
-    """Ask the resource now (one command) and store the answer."""
-    rc, out, err = run_script(resource, QUERY)
+def fetch(resource: Resource, refresh: bool = False) -> Catalog:
+    """Ask the resource now (one command) and store the answer; ``refresh`` also skips the
+    resource's own spider cache (``catalog.LMOD_QUERY``)."""
+    rc, out, err = run_script(resource, query(refresh))
     if "@@end" not in out:
         tail = " ".join((err or out).strip().splitlines()[-2:])
         raise BackendError(f"{resource.name}: listing modules and conda environments failed "
@@ -70,7 +71,7 @@ def catalog_of(resource: Resource, *, refresh: bool = False, max_age: float = DE
         hit = cached(resource, max_age)
         if hit is not None:
             return hit
-    return fetch(resource)
+    return fetch(resource, refresh=refresh)
 
 
 def forget(resource: str) -> None:

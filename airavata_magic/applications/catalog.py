@@ -7,7 +7,8 @@ only) over the resource's pooled SSH connection, or here for ``local``. It print
   the JSON Lmod writes for a site's software page): every module of the tree, hierarchical ones
   included, with description, help, the modules that must be loaded first (``parent``) and the
   default version (``defaultVersionName``: the marked one, else the highest). Its sibling
-  ``-o spider-json`` says the same at more length and cost ~20 ms more on 500 modulefiles.
+  ``-o spider-json`` says the same at more length and cost ~20 ms more on 500 modulefiles. The
+  answer is kept on the resource until a modulefile changes (``LMOD_QUERY``).
 - ``@@avail``: instead, on a site with another module system (Environment Modules), the terse
   ``module -t avail`` listing: names and versions, ``(default)`` marks.
 - ``@@conda``: ``conda info --json`` (the environments and the base prefix), when conda is there.
@@ -22,16 +23,45 @@ import json
 import re
 from typing import Any
 
+# Lmod's spider reads and evaluates every modulefile; its JSON is kept on the resource, in
+# ~/.cache/airavata-magic, and reused while no modulefile, directory of one, or MODULEPATH
+# directory is newer than it (and for a day at most), as Lmod keeps its own user spider cache.
+# $AM_REFRESH (``--refresh``) asks spider again. A home that cannot be written to gets no cache.
+LMOD_QUERY = r"""
+c="${XDG_CACHE_HOME:-$HOME/.cache}/airavata-magic"
+f="$c/lmod-$(printf '%s' "${MODULEPATH:-}" | cksum | cut -d ' ' -f 1).json"
+if [ -z "${AM_REFRESH:-}" ] && [ -s "$f" ] && [ -f "$f.dirs" ] && [ -z "$(find "$f" -mmin +1440)" ] && \
+   [ -z "$( { printf '%s\n' "${MODULEPATH:-}" | tr ':' '\n'; cat "$f.dirs"; } | grep . | \
+           xargs -d '\n' sh -c 'find "$@" -maxdepth 1 -newer "$0" -print -quit 2>/dev/null' "$f" | head -n 1)" ]; then
+  cat "$f"
+elif mkdir -p -m 700 "$c" 2>/dev/null && : > "$f.$$.stamp" 2>/dev/null; then
+  "$LMOD_DIR/spider" -o jsonSoftwarePage "${MODULEPATH:-}" 2>/dev/null > "$f.$$"
+  cat "$f.$$"
+  grep -o '"path":"[^"]*"' "$f.$$" | sed -e 's/^"path":"//' -e 's/"$//' -e 's#\\/#/#g' -e 's#/[^/]*$##' | \
+    sort -u > "$f.$$.dirs" && touch -r "$f.$$.stamp" "$f.$$" && mv -f "$f.$$.dirs" "$f.dirs" && mv -f "$f.$$" "$f"
+  rm -f "$f.$$" "$f.$$.dirs" "$f.$$.stamp"
+else
+  "$LMOD_DIR/spider" -o jsonSoftwarePage "${MODULEPATH:-}" 2>/dev/null
+fi
+"""
+
 QUERY = r"""
 echo '@@lmodpkg'; printf '%s\n' "${LMOD_PKG:-}"
 if [ -n "${LMOD_DIR:-}" ] && [ -x "$LMOD_DIR/spider" ]; then
-  echo '@@lmod'; "$LMOD_DIR/spider" -o jsonSoftwarePage "${MODULEPATH:-}" 2>/dev/null
+  echo '@@lmod'
+""" + LMOD_QUERY + r"""
 elif type module >/dev/null 2>&1; then
   echo '@@avail'; module -t avail 2>&1
 fi
 if command -v conda >/dev/null 2>&1; then echo '@@conda'; conda info --json 2>/dev/null; fi
 echo '@@end'
 """
+
+
+def query(refresh: bool = False) -> str:
+    """The shell script that asks a resource; ``refresh`` skips the resource-side spider cache."""
+    return ("AM_REFRESH=1\n" if refresh else "") + QUERY
+
 
 MODULE, CONDA, REGISTERED = "module", "conda", "registered"
 

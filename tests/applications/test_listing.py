@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import shutil
+from pathlib import Path
 
 from airavata_magic import applications
 from airavata_magic.applications import cache
@@ -61,6 +64,38 @@ def test_cached_listing_runs_no_command_and_refresh_sees_new_modules(profile_fil
     path = cache._path("hpc")
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert cache.cached(res, max_age=0) is None
+
+
+def test_the_resource_keeps_spider_answers_until_a_modulefile_changes(profile_file, apps_testbed):
+    f = str(profile_file)
+    where = Path(pwd.getpwnam(apps_testbed.user).pw_dir) / ".cache" / "airavata-magic"
+    shutil.rmtree(where, ignore_errors=True)  # answers kept for other MODULEPATHs (the benchmark's)
+    applications.list("hpc", refresh=True, file=f)
+    kept = list(where.glob("lmod-*.json"))
+    assert len(kept) == 1 and oct(kept[0].parent.stat().st_mode & 0o777) == "0o700"
+    stamp = lambda: kept[0].stat().st_mtime_ns  # noqa: E731
+    before = stamp()
+    cache.forget("hpc")  # a new session: this machine's cache is empty
+    assert "psi4" in set(applications.list("hpc", file=f).name)
+    assert stamp() == before  # the resource answered from its own cache: spider did not run
+    new = testbed_apps.MODULEFILES / "psi4" / "2.0.lua"
+    old = testbed_apps.MODULEFILES / "cuda" / "12.4.lua"
+    text = old.read_text()
+    try:
+        testbed_apps._write(new, testbed_apps.modulefile("psi4", "2.0", "Psi4 quantum chemistry"))
+        cache.forget("hpc")
+        assert "2.0" in set(applications.list("hpc", file=f).query("name == 'psi4'").version)  # a new file
+        testbed_apps._write(old, text.replace("NVIDIA CUDA toolkit", "NVIDIA CUDA toolkit, edited"))
+        cache.forget("hpc")
+        df = applications.list("hpc", file=f)  # an edited file: its new description
+        assert set(df[df.name == "cuda"].description) == {"NVIDIA CUDA toolkit, edited"}
+    finally:
+        new.unlink()
+        testbed_apps._write(old, text)
+    cache.forget("hpc")
+    df = applications.list("hpc", file=f)  # a removed file is gone (its directory changed)
+    assert "2.0" not in set(df[df.name == "psi4"].version)
+    assert set(df[df.name == "cuda"].description) == {"NVIDIA CUDA toolkit"}
 
 
 def test_shell_metacharacters_reach_module_quoted(profile_file, apps_testbed):
