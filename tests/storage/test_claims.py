@@ -100,6 +100,29 @@ def test_claim_storage_without_a_runtime_then_in_a_pod_that_mounts_it(sim, claim
     assert "exists and is not a link; choose another --as" in nb.run("%storage mount lab --runtime pod --as afile").text
 
 
+def test_the_command_line_reaches_a_claim_too(sim, claim, tmp_path, magic_home):  # noqa: F811
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AIRAVATA_MAGIC_HOME=str(magic_home),
+               AIRAVATA_MAGIC_PROFILE=str(_profile(tmp_path, sim, "lab-data", claim)))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "airavata_magic.cli", *args], capture_output=True, text=True,
+                              env=env, timeout=180)
+
+    try:
+        p = cli("storage", "ls", "lab:")
+        assert p.returncode == 0, p.stderr
+        assert "run 1" in p.stdout and "started runtime 'lab-k8s-storage'" in p.stderr
+        (tmp_path / "up.txt").write_text("up")
+        p = cli("copy", f"local:{tmp_path / 'up.txt'}", "lab:up.txt", "--verify")  # the same storage runtime
+        assert p.returncode == 0 and "started runtime" not in p.stderr, p.stderr
+        assert (claim / "projects" / "up.txt").read_text() == "up"
+    finally:
+        cli("stop", "lab-k8s-storage")
+
+
 def test_a_runtime_whose_claim_does_not_exist_says_so(sim, notebook_factory, tmp_path):  # noqa: F811
     prof = _profile(tmp_path, sim, "no-such-claim", tmp_path / "nowhere")
     nb = notebook_factory(env={"AIRAVATA_MAGIC_PROFILE": str(prof)})
