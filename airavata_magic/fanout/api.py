@@ -23,7 +23,7 @@ ENGINES = {"slurm": "slurm:SlurmEngine", "local": "local:LocalEngine", "kubernet
 
 
 # -- choosing where ----------------------------------------------------------------------------
-def engine_for(resource: Any) -> Engine:
+def engine_for(resource: Any, profile_path: str | None = None) -> Engine:
     """The fan-out engine of a profile resource (one per kind, chosen here only)."""
     import importlib
 
@@ -31,7 +31,9 @@ def engine_for(resource: Any) -> Engine:
     if target is None:
         raise InvalidArgument(f"fan-out runs on slurm, kubernetes and local resources; {resource.name} is {resource.kind}")
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(resource)
+    engine = getattr(importlib.import_module(f"{__package__}.{module}"), cls)(resource)
+    engine.profile_path = profile_path
+    return engine
 
 
 def where(resource: str | None, runtime: str | None, file: str | None) -> tuple[Any, dict[str, Any]]:
@@ -108,7 +110,7 @@ def run(algorithm: str, inputs: str | list[str], *, resource: str | None = None,
     res, spec = where(resource, runtime, file)
     prof = profiles.load_profile(file)
     run_id = new_run_id()
-    engine = engine_for(res)
+    engine = engine_for(res, prof.path)
     try:
         alg_res, alg_path = _split_location(str(algorithm), prof, res.name)
         if alg_res is not None and alg_res != res.name:
@@ -138,7 +140,7 @@ def run(algorithm: str, inputs: str | list[str], *, resource: str | None = None,
                 if not found:
                     raise InvalidArgument(f"--inputs {pat!r} matches no file on {res.name}")
                 seen += found
-                names += [f"{res.name}:{p}" for p in found]
+                names += [engine.input_name(p) for p in found]
         # the algorithm
         if alg_res is None:
             alg_local = Path(alg_path).expanduser()
@@ -213,7 +215,7 @@ def _collect(run: FanoutRun, engine: Engine, statuses: dict[int, TaskStatus]) ->
 def _open(run_id: str) -> tuple[FanoutRun, Engine]:
     run_rec = _store.load(run_id)
     prof = profiles.load_profile(run_rec.profile) if run_rec.profile and os.path.isfile(run_rec.profile) else profiles.load_profile()
-    return run_rec, engine_for(prof.resource(run_rec.resource))
+    return run_rec, engine_for(prof.resource(run_rec.resource), prof.path)
 
 
 def status(run_id: str) -> Any:

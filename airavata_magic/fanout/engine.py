@@ -55,6 +55,8 @@ class Engine(abc.ABC):
     kind: str = ""
     #: whether inputs on this machine must be copied to the resource first
     needs_staging: bool = True
+    #: the profile file that defines the resource (set by ``api.engine_for``)
+    profile_path: str | None = None
 
     def __init__(self, resource: "Resource") -> None:
         self.resource = resource
@@ -71,6 +73,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def glob(self, pattern: str) -> list[str]:
         """Files matching a glob pattern on the resource, sorted."""
+
+    def input_name(self, path: str) -> str:
+        """How an input ``glob`` found is shown to the user: ``RESOURCE:/path``."""
+        return f"{self.resource.name}:{path}"
 
     @abc.abstractmethod
     def is_file(self, path: str) -> bool:

@@ -6,7 +6,9 @@ than a ConfigMap: the inputs are the user's data, and Secrets are the kind RBAC 
 the algorithm, the list file and the (small, at most ``MAX_PAYLOAD`` bytes) inputs. A task writes
 its outputs into an emptyDir and, last, prints them as a base64 tar between two marker lines of
 its log, so they come back through the API server with no shared volume: ``fetch`` reads the
-pod log. ``backoffLimitPerIndex: 0``: a failed index is not retried by the Job; ``--retry``
+pod log. Inputs too large for the Secret can live in the resource's PersistentVolumeClaim
+(``storage_claim``): ``RESOURCE:/path/*.h5`` globs there (through a pod that mounts it), and the
+Job's pods mount the claim where runtime pods do. ``backoffLimitPerIndex: 0``: a failed index is not retried by the Job; ``--retry``
 reruns exactly the failed inputs, as on Slurm.
 """
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _name(run_id: str, seq: int) -> str:
 def render_job(*, name: str, run_id: str, namespace: str, image: str, python: str, algorithm: str,
                list_key: str, count: int, parallel: int, labels: dict[str, str] | None = None,
                cpus: int | None = None, memory_mb: int | None = None, node_selector: dict[str, str] | None = None,
-               tolerations: list[dict[str, Any]] | None = None, run_as_user: int = 1000, run_as_group: int = 100) -> dict[str, Any]:
+               tolerations: list[dict[str, Any]] | None = None, run_as_user: int = 1000, run_as_group: int = 100,
+               claim: tuple[str, str] | None = None) -> dict[str, Any]:
     """The Indexed Job of one submission (pure; validated against the official schema in tests)."""
     resources: dict[str, Any] = {}
     if cpus or memory_mb:
@@ -81,6 +84,9 @@ def render_job(*, name: str, run_id: str, namespace: str, image: str, python: st
         "volumes": [{"name": "run", "secret": {"secretName": name, "defaultMode": 0o440}},
                     {"name": "out", "emptyDir": {}}],
     }
+    if claim:  # (claim name, mount path): inputs in the resource's PersistentVolumeClaim
+        pod_spec["volumes"].append({"name": "storage", "persistentVolumeClaim": {"claimName": claim[0], "readOnly": True}})
+        pod_spec["containers"][0]["volumeMounts"].append({"name": "storage", "mountPath": claim[1], "readOnly": True})
     if node_selector:
         pod_spec["nodeSelector"] = dict(node_selector)
     if tolerations:
@@ -139,8 +145,29 @@ class KubernetesEngine(Engine):
     def run_dir(self, run_id: str) -> str:
         return RUN_MOUNT
 
+    def _claim(self) -> tuple[str, str] | None:
+        s = self.backend.settings
+        if not s.get("storage_claim"):
+            return None
+        from ..backends.kubernetes.settings import DEFAULT_STORAGE_MOUNT
+
+        return s["storage_claim"], s.get("storage_mount", DEFAULT_STORAGE_MOUNT)
+
     def glob(self, pattern: str) -> list[str]:
-        raise InvalidArgument("on a kubernetes resource, give local inputs (they travel with the Job)")
+        if self._claim() is None:
+            raise InvalidArgument(f"{self.resource.name} names no storage_claim: give local inputs (they travel with "
+                                  f"the Job), or name a PersistentVolumeClaim in the profile and glob {self.resource.name}:/path")
+        from ..profile import load_profile
+        from ..storage import claims, locations
+
+        loc = locations.parse("fan-out inputs", f"{self.resource.name}:/", "profile", load_profile(self.profile_path))
+        return claims.glob_files(loc, pattern)
+
+    def input_name(self, path: str) -> str:
+        claim = self._claim()  # a path in the claim, as the user wrote it (without the mount path)
+        if claim and path.startswith(claim[1].rstrip("/") + "/"):
+            path = path[len(claim[1].rstrip("/")):]
+        return f"{self.resource.name}:{path}"
 
     def is_file(self, path: str) -> bool:
         raise InvalidArgument("on a kubernetes resource, give a local algorithm file (it travels with the Job)")
@@ -169,7 +196,7 @@ class KubernetesEngine(Engine):
                          list_key="list.tsv", count=len(tasks), parallel=run.parallel, cpus=spec.get("cpus"),
                          memory_mb=spec.get("memory"), node_selector=s.get("node_selector"),
                          tolerations=s.get("tolerations"), run_as_user=s.get("run_as_user", 1000),
-                         run_as_group=s.get("run_as_group", 100))
+                         run_as_group=s.get("run_as_group", 100), claim=self._claim())
         self._call("CoreV1Api", "create_namespaced_secret", ns, payload)
         try:
             self._call("BatchV1Api", "create_namespaced_job", ns, job)

@@ -145,6 +145,21 @@ result = (files, size, sorted(skipped))
 """
 
 
+_GLOB = """
+import glob, os
+result = sorted(p for p in glob.glob(args["pattern"]) if os.path.isfile(p))
+"""
+
+
+def glob_files(loc: "Location", pattern: str, manager: Any = None) -> list[str]:
+    """Files of the claim matching ``pattern`` (a glob inside ``loc``), as pods see them (under
+    the mount path), matched by a pod that mounts the claim."""
+    end = claim_end(loc, pattern.lstrip("/"), f"{loc.resource}:{pattern}", manager)
+    from . import kernelfiles
+
+    return kernelfiles.call(end.manager, end.runtime or "", _GLOB, pattern=end.path)
+
+
 def listdir(end: "End") -> list[tuple[str, str, int, float]]:
     """``(name, type, size, mtime)`` of a directory of a kernel end."""
     from . import kernelfiles

@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from airavata_magic.errors import InvalidArgument
 from airavata_magic.fanout import api
 from airavata_magic.fanout.kubernetes import INDEX_ANNOTATION, outputs_from_log, render_job, render_payload
 from tests.k8s.simulator import Simulator
@@ -39,7 +40,8 @@ def k8s_profile(sim, tmp_path) -> Path:
 def test_job_and_payload_are_valid_manifests(version):
     job = render_job(name="fo-20261130-091502-3fa2-s0", run_id="fo-20261130-091502-3fa2", namespace="research",
                      image="python:3.12", python="python", algorithm="alg.detect.py", list_key="list.tsv", count=8,
-                     parallel=3, cpus=1, memory_mb=512, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}])
+                     parallel=3, cpus=1, memory_mb=512, tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists"}],
+                     claim=("lab-data", "/storage"))
     kubernetes_validate.validate(job, version, strict=True)
     assert job["spec"]["completionMode"] == "Indexed" and job["spec"]["parallelism"] == 3
     assert job["spec"]["completions"] == 8 and job["spec"]["backoffLimitPerIndex"] == 0
@@ -78,6 +80,36 @@ def test_indexed_job_fans_out_gathers_and_retries_the_failed_index(sim, k8s_prof
     assert again.failed.empty and len(again.arrays) == 4
     second = [j for j in sim.objects["jobs"].values() if j["metadata"]["name"].endswith("-s1")]
     assert len(second) == 1 and second[0]["spec"]["completions"] == 1  # only the failed input again
+
+
+def test_inputs_in_the_resources_claim_are_read_where_they_are(sim, observations, tmp_path):
+    obs_dir, truth = observations
+    root = sim.create_claim("lab-data")
+    files = sorted(obs_dir.glob("obs-*.h5"))[:2]
+    (root / "obs").mkdir()
+    for f in files:
+        shutil.copy(f, root / "obs" / f.name)
+    prof = tmp_path / "claim.yml"
+    prof.write_text(yaml.safe_dump({"resources": {"lab": {
+        "kind": "kubernetes", "kubeconfig": str(sim.kubeconfig), "context": "sim", "image": IMAGE, "python": "python",
+        "storage_claim": "lab-data", "storage_mount": str(root)}}}))
+    try:
+        res = api.run(str(ALGORITHM), "lab:/obs/*.h5", resource="lab", parallel=2, output=str(tmp_path / "out"),
+                      file=str(prof), timeout=180)
+    finally:
+        from airavata_magic import get_manager
+
+        get_manager().stop("lab-storage")  # the runtime that matched the glob in the claim
+    (job,) = sim.objects["jobs"].values()
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "storage", "persistentVolumeClaim": {"claimName": "lab-data", "readOnly": True}} in pod["volumes"]
+    secret = sim.secrets()[-1]["data"]
+    assert set(secret) == {"list.tsv", f"alg.{ALGORITHM.name}"}  # no input bytes travelled with the Job
+    names = {f"lab:/obs/{f.name}": f.name for f in files}  # as the user wrote them
+    assert res.failed.empty and set(res.arrays) == set(names)
+    assert not hits_match_truth(res.hits, truth, names)
+    with pytest.raises(InvalidArgument, match="leaves its storage location"):
+        api.run(str(ALGORITHM), "lab:/../etc/*", resource="lab", file=str(prof))
 
 
 def test_outputs_marker_parsing():
