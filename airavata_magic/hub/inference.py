@@ -3,8 +3,9 @@
 A run loads the model once and streams the input folder through it in batches
 (``remote/infer.py``, the same file everywhere). In the notebook's own process (``runtime`` None
 or ``local``) it is imported; on a runtime its kernel runs it with ``runpy`` next to a copy of the
-package (uploaded once per model uuid to the resource's work_dir), and the input and output folders
-are paths on the runtime's side. Either way the caller gets the predictions as a DataFrame, with
+package (uploaded once per model uuid to the resource's work_dir; into a Kubernetes pod through its
+kernel connection, to ``~/.airavata-magic/hub-cache``), and the input and output folders are
+paths on the runtime's side. Either way the caller gets the predictions as a DataFrame, with
 ``Results.json``'s figures in ``df.attrs["results"]``.
 """
 from __future__ import annotations
@@ -149,10 +150,49 @@ def _runtime_place(runtime: str, folder: Path, meta: dict[str, Any]) -> tuple[An
     if rt.resource == "local" or backend.kind == "local":
         return manager, str(folder.resolve()), str(_REMOTE / "infer.py"), \
             lambda p: Path(p).read_bytes() if Path(p).is_file() else None
+    if backend.kind == "kubernetes":
+        return _pod_place(manager, runtime, folder, meta)
     if not hasattr(backend, "conn"):
-        raise InvalidArgument(f"model runs reach slurm, ssh and local runtimes; {runtime} is {backend.kind}")
+        raise InvalidArgument(f"model runs reach slurm, ssh, kubernetes and local runtimes; {runtime} is {backend.kind}")
     remote = _remote_copy(backend, folder, meta)
     return manager, remote, f"{remote}/_airavata_infer.py", lambda p: backend.conn.read_file(p)
+
+
+def _pod_place(manager: Any, runtime: str, folder: Path, meta: dict[str, Any]) -> tuple[Any, str, str, Callable[[str], bytes | None]]:
+    """The package (and infer.py) in a pod, sent once per model uuid through its kernel."""
+    import shutil
+    import tempfile
+
+    from ..storage import kernelfiles
+    from ..storage.copying import copy_ends
+    from ..storage.ends import End
+
+    key = meta.get("uuid") or f"{meta['name']}-{meta['version']}"
+    home = kernelfiles.call(manager, runtime, "import os\nresult = os.path.expanduser('~')")
+    remote = f"{home}/.airavata-magic/hub-cache/{key}"
+    if not kernelfiles.info(manager, runtime, f"{remote}/.complete"):
+        with tempfile.TemporaryDirectory() as tmp:
+            pkg = Path(tmp) / key
+            pkg.mkdir(mode=0o700)
+            for f in sorted(folder.iterdir()):
+                if f.is_file() and f.suffix != ".pyc":
+                    shutil.copy(f, pkg / f.name)
+            shutil.copy(_REMOTE / "infer.py", pkg / "_airavata_infer.py")
+            (pkg / ".complete").write_text("ok\n")  # last into place: the tree is renamed in whole
+            kernelfiles.mkdir(manager, runtime, f"{home}/.airavata-magic/hub-cache")
+            copy_ends(End("local", str(pkg), f"model {meta['name']}"),
+                      End("kernel", remote, f"{runtime}:{remote}", runtime=runtime, manager=manager),
+                      recursive=True, progress=False)
+
+    def read(path: str) -> bytes | None:
+        found = kernelfiles.info(manager, runtime, path)
+        if not found or found["type"] != "file":
+            return None
+        out = io.BytesIO()
+        kernelfiles.download(manager, runtime, path, out, 0, found["size"], lambda n: None)
+        return out.getvalue()
+
+    return manager, remote, f"{remote}/_airavata_infer.py", read
 
 
 def _run_code(manager: Any, runtime: str, code: str) -> None:

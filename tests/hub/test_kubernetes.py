@@ -239,3 +239,32 @@ def test_harvest_mirrors_live_lines_then_the_final_outputs(tmp_path):
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "FINISHED"
     assert (tmp_path / "weights.pt").read_bytes() == b"W" and BEGIN not in (tmp_path / "job.log").read_text()
     assert (tmp_path / "weights.pt").stat().st_mode & 0o077 == 0  # private, whatever the pod said
+
+
+def test_inference_and_modify_on_a_kubernetes_runtime(sim, k8s_profile, trained, digits, hub):
+    """The package goes into the pod through its kernel connection (no SSH, no shared disk), once."""
+    import pandas as pd
+
+    from airavata_magic import get_manager, storage
+    from airavata_magic.hub import inference
+    from airavata_magic.hub.inference import _Quiet
+
+    entry = tasks.publish(trained["task"].id, name="digits-for-k8s", visibility="public")
+    manager = get_manager()
+    manager.request("k8s_cpu", file=k8s_profile)
+    try:
+        manager.wait("k8s_cpu", timeout=180)
+        base = digits["base"]
+        storage.copy(f"local:{base / 'inputs'}", "k8s_cpu:inputs", recursive=True, progress=False, manager=manager)
+        df = inference.run(entry["name"], "inputs", "preds", runtime="k8s_cpu", batch_size=64)
+        assert isinstance(df, pd.DataFrame) and len(df) == 200
+        labels = pd.read_csv(base / "inputs_labels.csv", dtype={"input": str}).merge(df, on="input")
+        assert (labels["prediction"].astype(int) == labels["label"]).mean() > 0.9
+        assert df.attrs["results"]["num_batches"] == 4
+        print(inference.load_modify(entry["name"], runtime="k8s_cpu", var="net"))  # the cached package
+        out = manager.run(["k8s_cpu"], "assert type(net).__name__ == 'DigitsNet', type(net)", _Quiet())
+        assert out[0].status == "ok", out[0].error
+        sent = [p for p in (Path(sim.workdir) / "pods").glob(f"*/home/.airavata-magic/hub-cache/{entry['uuid']}/*")]
+        assert {p.name for p in sent} >= {"model.json", "_airavata_infer.py", "weights.safetensors"}
+    finally:
+        manager.stop("k8s_cpu")
