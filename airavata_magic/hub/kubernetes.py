@@ -85,14 +85,9 @@ def render_secret(*, name: str, namespace: str, task_id: str, owner: str, files:
 
 def render_job(req: "PodRequest", task_id: str) -> dict[str, Any]:
     """The Job of one task (pure; ``req`` is the backend's PodRequest, named after the Job)."""
+    from ..backends.kubernetes.manifests import container_resources, place
+
     labels = _labels(task_id, req.owner)
-    requests: dict[str, str] = {}
-    if req.cpus:
-        requests["cpu"] = str(req.cpus)
-    if req.memory_mb:
-        requests["memory"] = f"{req.memory_mb}Mi"
-    if req.gpus:
-        requests[req.gpu_resource] = str(req.gpus)
     container: dict[str, Any] = {
         "name": "task", "image": req.image, "imagePullPolicy": "IfNotPresent",
         "command": [req.python, f"{RUN_MOUNT}/pod.py", f"{RUN_MOUNT}/task.tgz", WORK_MOUNT],
@@ -102,8 +97,9 @@ def render_job(req: "PodRequest", task_id: str) -> dict[str, Any]:
         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
     }
-    if requests:  # requests == limits, as for runtime pods (GPUs need it)
-        container["resources"] = {"requests": dict(requests), "limits": dict(requests)}
+    resources = container_resources(req)  # requests == limits, as for runtime pods (GPUs need it)
+    if resources:
+        container["resources"] = resources
     spec: dict[str, Any] = {
         "restartPolicy": "Never", "enableServiceLinks": False, "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 10,
@@ -114,19 +110,7 @@ def render_job(req: "PodRequest", task_id: str) -> dict[str, Any]:
         "volumes": [{"name": "run", "secret": {"secretName": req.name, "defaultMode": 0o440}},
                     {"name": "task", "emptyDir": {}}],
     }
-    if req.walltime_min:
-        spec["activeDeadlineSeconds"] = req.walltime_min * 60
-    if req.node:
-        spec["nodeName"] = req.node
-    if req.node_selector:
-        spec["nodeSelector"] = dict(req.node_selector)
-    if req.tolerations:
-        spec["tolerations"] = [dict(t) for t in req.tolerations]
-    if req.service_account:
-        spec["serviceAccountName"] = req.service_account
-        spec["automountServiceAccountToken"] = True
-    if req.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": n} for n in req.image_pull_secrets]
+    place(spec, req)
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": req.name, "namespace": req.namespace, "labels": labels},
             "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": TTL_S,

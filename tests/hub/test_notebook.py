@@ -1,28 +1,13 @@
 """notebooks/models.ipynb, executed by papermill on the local runtime as CI does."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
-import nbformat
-
-from .conftest import ROOT
+from tests.demo_notebooks import run_demo
 
 
 def test_models_notebook_runs_under_papermill(tmp_path):
-    out = tmp_path / "models.ipynb"
-    env = {**os.environ, "AIRAVATA_MAGIC_HOME": str(tmp_path / "home")}
-    for key in ("AIRAVATA_MAGIC_PROFILE", "AIRAVATA_MAGIC_HUB"):
-        env.pop(key, None)
-    r = subprocess.run([sys.executable, "-m", "papermill", "-k", "python3", str(ROOT / "notebooks" / "models.ipynb"),
-                        str(out), "-p", "workdir", str(tmp_path / "demo")], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    nb = nbformat.read(out, as_version=4)
-    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    nb, text = run_demo("models.ipynb", tmp_path, params={"workdir": str(tmp_path / "demo")}, timeout=900)
     assert "published model" in text and "digits-cnn-trained" in text
     ft_first, scratch_first = map(float, re.search(r"starts at validation accuracy ([\d.]+) \(from scratch it "
                                                    r"started at ([\d.]+)\)", text).groups())

@@ -138,6 +138,21 @@ def render_pod(req: PodRequest) -> dict[str, Any]:
     (container,) = spec["containers"]
     container["image"] = req.image
     container["command"] = ["/bin/sh", "-c", kernel_script(), req.python, f"{CONNECTION_DIR}/{CONNECTION_FILE}"]
+    resources = container_resources(req)
+    if resources:
+        container["resources"] = resources
+    spec["volumes"][0]["secret"]["secretName"] = req.name
+    if req.storage_claim:
+        spec["volumes"].append({"name": STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": req.storage_claim}})
+        container.setdefault("volumeMounts", []).append({"name": STORAGE_VOLUME, "mountPath": req.storage_mount})
+    place(spec, req)
+    return pod
+
+
+def container_resources(req: PodRequest) -> dict[str, Any]:
+    """The container's ``resources`` ({} when nothing is asked). requests == limits: the pod gets
+    the Guaranteed QoS class when cpu and memory are both given, and extended resources (GPUs)
+    must have equal requests and limits anyway."""
     requests: dict[str, str] = {}
     if req.cpus:
         requests["cpu"] = str(req.cpus)
@@ -145,14 +160,12 @@ def render_pod(req: PodRequest) -> dict[str, Any]:
         requests["memory"] = f"{req.memory_mb}Mi"
     if req.gpus:
         requests[req.gpu_resource] = str(req.gpus)
-    if requests:
-        # requests == limits: the pod gets the Guaranteed QoS class when cpu and memory are both
-        # given, and extended resources (GPUs) must have equal requests and limits anyway.
-        container["resources"] = {"requests": dict(requests), "limits": dict(requests)}
-    spec["volumes"][0]["secret"]["secretName"] = req.name
-    if req.storage_claim:
-        spec["volumes"].append({"name": STORAGE_VOLUME, "persistentVolumeClaim": {"claimName": req.storage_claim}})
-        container.setdefault("volumeMounts", []).append({"name": STORAGE_VOLUME, "mountPath": req.storage_mount})
+    return {"requests": dict(requests), "limits": dict(requests)} if requests else {}
+
+
+def place(spec: dict[str, Any], req: PodRequest) -> None:
+    """Fill a pod spec's deadline, node, selector, tolerations, service account and pull secrets
+    (runtime pods and the pods of task Jobs alike)."""
     if req.walltime_min:
         spec["activeDeadlineSeconds"] = req.walltime_min * 60
     if req.node:
@@ -166,7 +179,6 @@ def render_pod(req: PodRequest) -> dict[str, Any]:
         spec["automountServiceAccountToken"] = True  # naming an account means wanting its token
     if req.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": n} for n in req.image_pull_secrets]
-    return pod
 
 
 def render_secret(req: PodRequest, connection: dict[str, Any]) -> dict[str, Any]:
