@@ -77,20 +77,23 @@ def render_secret(*, name: str, namespace: str, task_id: str, owner: str, files:
     if size > MAX_PAYLOAD:
         raise InvalidArgument(f"the task's package, data and weights come to {size // 1024} KiB compressed; a "
                               f"Kubernetes task ships at most {MAX_PAYLOAD // 1024} KiB with its Job: use smaller "
-                              "data, or train on a slurm or local runtime")
+                              "data, name a storage_claim for the resource, or train on a slurm or local runtime")
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
             "metadata": {"name": name, "namespace": namespace, "labels": _labels(task_id, owner)},
             "data": {k: base64.b64encode(v).decode() for k, v in files.items()}}
 
 
-def render_job(req: "PodRequest", task_id: str) -> dict[str, Any]:
-    """The Job of one task (pure; ``req`` is the backend's PodRequest, named after the Job)."""
+def render_job(req: "PodRequest", task_id: str, work_in_claim: str | None = None) -> dict[str, Any]:
+    """The Job of one task (pure; ``req`` is the backend's PodRequest, named after the Job).
+    ``work_in_claim``: the task folder in the resource's claim (``claimtasks``), which the pod
+    mounts; else the task is unpacked from the Secret into an emptyDir."""
     from ..backends.kubernetes.manifests import container_resources, place
 
     labels = _labels(task_id, req.owner)
     container: dict[str, Any] = {
         "name": "task", "image": req.image, "imagePullPolicy": "IfNotPresent",
-        "command": [req.python, f"{RUN_MOUNT}/pod.py", f"{RUN_MOUNT}/task.tgz", WORK_MOUNT],
+        "command": [req.python, f"{RUN_MOUNT}/pod.py", "-", work_in_claim, "--weights-stay"] if work_in_claim else
+                   [req.python, f"{RUN_MOUNT}/pod.py", f"{RUN_MOUNT}/task.tgz", WORK_MOUNT],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
         "volumeMounts": [{"name": "run", "mountPath": RUN_MOUNT, "readOnly": True},
                          {"name": "task", "mountPath": WORK_MOUNT}],
@@ -110,6 +113,9 @@ def render_job(req: "PodRequest", task_id: str) -> dict[str, Any]:
         "volumes": [{"name": "run", "secret": {"secretName": req.name, "defaultMode": 0o440}},
                     {"name": "task", "emptyDir": {}}],
     }
+    if req.storage_claim:
+        spec["volumes"].append({"name": "storage", "persistentVolumeClaim": {"claimName": req.storage_claim}})
+        container["volumeMounts"].append({"name": "storage", "mountPath": req.storage_mount})
     place(spec, req)
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": req.name, "namespace": req.namespace, "labels": labels},
@@ -178,7 +184,8 @@ def job_view(job: dict[str, Any] | None, pod: dict[str, Any] | None, own_state: 
 
 
 def harvest(log: str, folder: Path) -> bool:
-    """Mirror a task pod's log into its local folder; True once the final outputs came back."""
+    """Mirror a task pod's log into its local folder; True once the final outputs came back
+    (the caller then marks the folder ``HARVESTED``)."""
     status, metrics, rest, inside = None, [], [], False
     for line in log.splitlines():
         if line in (BEGIN, END):
@@ -199,7 +206,6 @@ def harvest(log: str, folder: Path) -> bool:
             for name in tar.getnames():  # private, whatever mode the pod gave them
                 if (folder / name).is_file():
                     (folder / name).chmod(0o600)
-        paths.write_private(folder / HARVESTED, b"", fsync=False)
         return True
     if status is not None:
         paths.write_private(folder / "status.json", status, fsync=False)
@@ -222,24 +228,31 @@ class KubernetesScheduler:
 
     kind = "kubernetes"
 
-    def __init__(self, resource: "Resource") -> None:
+    def __init__(self, resource: "Resource", profile: str | None = None) -> None:
         from ..backends.kubernetes import KubernetesBackend
 
-        self.resource = resource
+        self.resource, self.profile = resource, profile
         self.backend = KubernetesBackend(resource, lambda name: None)
 
     def _call(self, api: str, method: str, *args: Any, **kw: Any) -> Any:
         return self.backend._call(api, method, *args, **kw)  # noqa: SLF001 - the backend's one API path
 
     def submit(self, task_id: str, staged: Path, spec: Any, links: dict[str, str]) -> tuple[str, str]:
-        if links:
-            raise InvalidArgument(f"{next(iter(links.values()))} is a path on {self.resource.name}: a Kubernetes task "
-                                  "gets its data with its Job; give a local .npz file or a hub dataset")
         name = job_name(task_id)
-        files = {"pod.py": (Path(__file__).parent / "remote" / "pod.py").read_bytes(), "task.tgz": pack(staged)}
         req = replace(self.backend.pod_request(SimpleNamespace(name=name, spec=spec)), name=name)
+        files = {"pod.py": (Path(__file__).parent / "remote" / "pod.py").read_bytes()}
+        work = None
+        if req.storage_claim:  # the task folder goes into the claim: no size limit (claimtasks.py)
+            from .claimtasks import stage
+
+            work = stage(self.resource.name, self.profile, task_id, staged, links)
+        elif links:
+            raise InvalidArgument(f"{next(iter(links.values()))} is a path on {self.resource.name}, which names no "
+                                  "storage_claim: give a local .npz file or a hub dataset (they travel with the Job)")
+        else:
+            files["task.tgz"] = pack(staged)
         secret = render_secret(name=name, namespace=req.namespace, task_id=task_id, owner=req.owner, files=files)
-        job = render_job(req, task_id)
+        job = render_job(req, task_id, work)
         ns = req.namespace
         self._call("CoreV1Api", "create_namespaced_secret", ns, secret)
         try:
@@ -280,8 +293,12 @@ class KubernetesScheduler:
                     log = self._call("CoreV1Api", "read_namespaced_pod_log", pod["metadata"]["name"], ns, missing_ok=True)
                 except AiravataError:
                     log = None  # e.g. the container is only just starting: next time
-                if log is not None:
-                    harvest(log, folder)
+                if log is not None and harvest(log, folder):
+                    if (folder / "claim.json").exists():  # the weights stayed in the claim
+                        from .claimtasks import fetch_weights
+
+                        fetch_weights(folder)
+                    paths.write_private(folder / HARVESTED, b"", fsync=False)
             out[task_id] = job_view(found.get(name), pod, _own_state(folder))
         return out
 

@@ -204,7 +204,7 @@ class SlurmScheduler:
             self.backend.run(["scancel", job_id])
 
 
-def scheduler_for(resource: Any) -> Scheduler:
+def scheduler_for(resource: Any, profile: str | None = None) -> Scheduler:
     """The scheduler of a profile resource (chosen once, by its kind)."""
     if resource.kind == "local":
         return LocalScheduler()
@@ -215,5 +215,5 @@ def scheduler_for(resource: Any) -> Scheduler:
     if resource.kind == "kubernetes":
         from .kubernetes import KubernetesScheduler  # one Job per task (hub/kubernetes.py)
 
-        return KubernetesScheduler(resource)
+        return KubernetesScheduler(resource, profile)
     raise InvalidArgument(f"training tasks run on local, slurm and kubernetes resources; {resource.name} is {resource.kind}")

@@ -127,7 +127,7 @@ def new(name: str, type: str, model: str, train_data: str, val_data: str, *, run
         raise InvalidArgument("--trained-task-id goes with --type finetune")
     clean = resolve.parse_params(params)
     resource, spec = resolve.resolve_runtime(runtime, file)
-    scheduler = sch.scheduler_for(resource)
+    scheduler = sch.scheduler_for(resource, file)
     package = resolve.model_folder(model, file)
     data = {"train": resolve.data_file(train_data, "--train-data", file, resource.name),
             "val": resolve.data_file(val_data, "--val-data", file, resource.name)}
@@ -177,7 +177,7 @@ def sch_of(task: Task) -> Any:
     if key not in _schedulers:
         from ..profile import load_profile
 
-        _schedulers[key] = sch.scheduler_for(load_profile(task.profile).resource(task.resource))
+        _schedulers[key] = sch.scheduler_for(load_profile(task.profile).resource(task.resource), task.profile)
     return _schedulers[key]
 
 

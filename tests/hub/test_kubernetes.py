@@ -161,7 +161,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(sim, k8s_profile, digits, tmp_
     base = digits["base"]
     before_jobs, before_secrets = set(sim.objects["jobs"]), set(sim.objects["secrets"])
     staged_before = set(tasks._dir().iterdir())
-    with pytest.raises(InvalidArgument, match="a Kubernetes task gets its data with its Job"):
+    with pytest.raises(InvalidArgument, match="names no storage_claim: give a local .npz file"):
         tasks.new("k8s-path", "train", str(EXAMPLE), "lab:/data/train.npz", str(base / "val.npz"),
                   runtime="k8s_cpu", file=k8s_profile)
     rng = np.random.default_rng(0)  # incompressible: larger than a Secret can carry
@@ -268,3 +268,40 @@ def test_inference_and_modify_on_a_kubernetes_runtime(sim, k8s_profile, trained,
         assert {p.name for p in sent} >= {"model.json", "_airavata_infer.py", "weights.safetensors"}
     finally:
         manager.stop("k8s_cpu")
+
+
+def test_a_task_on_a_resource_with_a_claim_trains_in_it(sim, digits, tmp_path):
+    """Data as a path in the claim is linked, not shipped; the weights stay in the claim and are
+    fetched from there; only pod.py travels in the Secret."""
+    root = sim.create_claim("lab-data")
+    (root / "data").mkdir()
+    (root / "data" / "train.npz").write_bytes((digits["base"] / "train.npz").read_bytes())
+    prof = tmp_path / "claim.yml"
+    prof.write_text(yaml.safe_dump({
+        "resources": {"lab": {"kind": "kubernetes", "kubeconfig": str(sim.kubeconfig), "context": "sim",
+                              "image": IMAGE, "python": "python", "storage_claim": "lab-data",
+                              "storage_mount": str(root)}},
+        "runtimes": {"k8s_claim": {"resource": "lab", "cpus": 1, "memory": "2048M", "walltime": 20}}}))
+    from airavata_magic import get_manager
+
+    try:
+        t = tasks.new("k8s-claim", "train", str(EXAMPLE), "lab:/data/train.npz", str(digits["base"] / "val.npz"),
+                      runtime="k8s_claim", file=str(prof), params={"epochs": 2})
+        seen: list[int] = []
+        done = tasks.wait(t.id, timeout=300, on_update=lambda task, m: seen.append(len(m)), poll=0.2)
+        assert done.state == "FINISHED", done.reason
+        assert seen[-1] == 2
+        secret = next(x for x in sim.secrets() if x["metadata"]["name"] == t.job_id)
+        assert set(secret["data"]) == {"pod.py"}  # the task itself went into the claim
+        job = sim.objects["jobs"][("research", t.job_id)]
+        assert {"name": "storage", "persistentVolumeClaim": {"claimName": "lab-data"}} in \
+            job["spec"]["template"]["spec"]["volumes"]
+        there = root / ".airavata-magic" / "tasks" / t.id
+        assert (there / "data" / "train.npz").is_symlink() and (there / done.status["weights"]).stat().st_size > 10_000
+        here = Path(done.task_dir) / done.status["weights"]  # fetched from the claim, private
+        assert here.read_bytes() == (there / done.status["weights"]).read_bytes() and here.stat().st_mode & 0o077 == 0
+        with pytest.raises(InvalidArgument, match="lab:/data/missing.npz is not a file in the claim"):
+            tasks.new("k8s-claim-missing", "train", str(EXAMPLE), "lab:/data/missing.npz",
+                      str(digits["base"] / "val.npz"), runtime="k8s_claim", file=str(prof))
+    finally:
+        get_manager().stop("lab-storage")

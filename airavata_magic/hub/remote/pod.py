@@ -5,7 +5,9 @@ system with the notebook, so the task travels in and its results travel out thro
 server alone:
 
 - in: ``TASK_TGZ`` (the staged task folder, from the Job's Secret) is unpacked into ``WORK_DIR``
-  (an emptyDir), and ``train.py WORK_DIR`` runs there as on Slurm;
+  (an emptyDir), and ``train.py WORK_DIR`` runs there as on Slurm; on a resource with a
+  PersistentVolumeClaim the folder is already in the claim (``TASK_TGZ`` is ``-``) and the weights
+  stay there (``--weights-stay``);
 - while it runs, every change of ``status.json`` and every new line of ``metrics.jsonl`` is
   printed to the pod log as one marked line, so the notebook follows epochs live by reading the
   log (``@@airavata-task status {...}`` / ``@@airavata-task metrics {...}``);
@@ -51,14 +53,14 @@ def echo(work: Path, last_status: str, sent: int) -> tuple[str, int]:
     return status, max(sent, len(lines))
 
 
-def outputs(work: Path) -> bytes:
-    """A tar of what the notebook keeps: status, metrics and the weights file."""
+def outputs(work: Path, with_weights: bool = True) -> bytes:
+    """A tar of what the notebook keeps: status, metrics and (unless they stay) the weights file."""
     names = ["status.json", "metrics.jsonl"]
     try:
         weights = json.loads((work / "status.json").read_text()).get("weights")
     except (OSError, ValueError):
         weights = None
-    if weights and "/" not in weights:
+    if with_weights and weights and "/" not in weights:
         names.append(weights)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -69,13 +71,17 @@ def outputs(work: Path) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    archive, work = Path(argv[1]), Path(argv[2])
+    # TASK_TGZ "-": the task folder is already in WORK_DIR (a PersistentVolumeClaim), and
+    # "--weights-stay" leaves the weights there for the notebook to fetch, out of the log.
+    archive, work = argv[1], Path(argv[2])
+    with_weights = "--weights-stay" not in argv[3:]
     work.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(work, filter="data")
-        else:  # pragma: no cover - older Pythons; the archive is the notebook's own staging
-            tar.extractall(work)
+    if archive != "-":
+        with tarfile.open(archive) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(work, filter="data")
+            else:  # pragma: no cover - older Pythons; the archive is the notebook's own staging
+                tar.extractall(work)
     proc = subprocess.Popen([sys.executable, str(work / "train.py"), str(work)], cwd=work)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     status, sent = "", 0
@@ -85,7 +91,7 @@ def main(argv: list[str]) -> int:
         if ended:
             break
         time.sleep(POLL_S)
-    data = base64.b64encode(outputs(work)).decode()
+    data = base64.b64encode(outputs(work, with_weights)).decode()
     print(BEGIN, flush=True)
     for i in range(0, len(data), 76):
         print(data[i:i + 76])
