@@ -7,6 +7,7 @@ through the pod log only (the pod has no file system in common with the test).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import sys
@@ -189,6 +190,11 @@ def test_job_and_secret_are_valid_manifests(version):
     secret = render_secret(name=req.name, namespace="research", task_id="TASK2026113009481200", owner="alice",
                            files={"pod.py": b"print()", "task.tgz": b"\0" * 10})
     kubernetes_validate.validate(secret, version, strict=True)
+    in_claim = render_job(dataclasses.replace(req, storage_claim="lab-data"), "TASK2026113009481200",
+                          "/storage/.airavata-magic/tasks/TASK2026113009481200")
+    kubernetes_validate.validate(in_claim, version, strict=True)
+    assert in_claim["spec"]["template"]["spec"]["containers"][0]["command"][2:] == [
+        "-", "/storage/.airavata-magic/tasks/TASK2026113009481200", "--weights-stay"]
 
 
 def _pod(phase: str, **status) -> dict:
