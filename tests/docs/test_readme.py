@@ -78,3 +78,15 @@ def test_binder_badge_points_at_the_default_branch() -> None:
     assert badge.group(1).startswith(f"https://mybinder.org/v2/gh/{owner_name}/main?"), badge.group(1)
     target = re.search(r"urlpath=lab/tree/(\S+)$", badge.group(1))
     assert target and (ROOT / target.group(1)).is_file(), badge.group(1)
+
+
+def test_the_profile_example_is_a_valid_profile() -> None:
+    """The README's cybershuttle.yml example passes the profile checks, storage locations included."""
+    from airavata_magic.profile import parse_profile
+    from airavata_magic.storage import locations
+
+    text = README.read_text()
+    block = text[text.index("## The profile"):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    profile = parse_profile(block, "README.md")
+    kinds = {n: locations.parse(n, b["location"], "profile", profile).kind for n, b in profile.storage.items()}
+    assert set(profile.resources) >= {"hpc", "lab-k8s"} and set(kinds.values()) == {"resource", "claim"}
