@@ -285,7 +285,11 @@ class SshLaunchedBackend(Backend):
         key = tuple((r.name, r.job_id, r.state) for r in mine)
         with self._observe_lock:
             if not self._backoff.fresh(key):
-                self._backoff.store(key, self.query(mine))
+                try:
+                    answer = self.query(mine)
+                except TransportError:  # the channel (or connection) died under the query: it only
+                    answer = self.query(mine)  # reads, so ask once more, reconnecting if need be
+                self._backoff.store(key, answer)
             return {**result, **self._backoff.value}
 
     def query(self, runtimes: list[Runtime]) -> dict[str, Observation]:
