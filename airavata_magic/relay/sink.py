@@ -140,8 +140,17 @@ class NotebookSink:
         return "\n".join(out)
 
     def display(self, label: str | None, msg_type: str, content: dict[str, Any]) -> None:
-        """Publish a remote display (or display update) as this kernel's own, display id kept."""
+        """Publish a remote display (or display update) as this kernel's own, display id kept.
+        In a plain process (no IPython shell: a script calling the API) a display's text is
+        printed and updates are dropped: IPython's display machinery would make a shell."""
+        from IPython.core.interactiveshell import InteractiveShell
         from IPython.display import publish_display_data
+
+        if not InteractiveShell.initialized():
+            text = (content.get("data") or {}).get("text/plain")
+            if msg_type == "display_data" and text:
+                print(text, flush=True)
+            return
 
         if self.labelled and label is not None and msg_type == "display_data":
             sys.stdout.write(f"[{label}] output:\n")

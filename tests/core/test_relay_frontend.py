@@ -128,3 +128,20 @@ def test_interrupting_a_remote_cell_shows_the_remote_keyboard_interrupt(remote):
     for ours in ("run_cell_magic", "airavata_magic", "magics.py", "manager.py", "relay"):
         assert ours not in shown, shown
     assert remote.ok("print('alive')").stdout == "alive\n"
+
+
+def test_a_remote_display_in_a_plain_process_prints_its_text_and_makes_no_shell():
+    """A script calling the API (no IPython shell): IPython's display machinery would create an
+    InteractiveShell singleton there; the sink prints the display's text instead."""
+    import subprocess
+    import sys
+
+    code = ("from airavata_magic.relay.sink import NotebookSink\n"
+            "from IPython.core.interactiveshell import InteractiveShell\n"
+            "s = NotebookSink()\n"
+            "s.display(None, 'display_data', {'data': {'text/plain': 'shown'}, 'transient': {'display_id': 'd'}})\n"
+            "s.display(None, 'update_display_data', {'data': {'text/plain': 'again'}, 'transient': {'display_id': 'd'}})\n"
+            "print('shell made:', InteractiveShell.initialized())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "shown\nshell made: False\n"
