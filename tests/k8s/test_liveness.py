@@ -61,8 +61,11 @@ def test_liveness_checks_end_with_the_backend(sim_cluster, make_backend):
     assert mine
     b.stop(rt)
     b.close()
+    # a read still in flight ends by its own request timeout (one retry: twice that); on a loaded
+    # machine that took longer than a fixed 10 s, so the bound is the timeouts plus slack
+    deadline = time.monotonic() + 2 * b.alive_request_timeout + 20
     for t in mine:
-        t.join(timeout=10)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
     assert not any(t.is_alive() for t in mine)
 
 
