@@ -146,12 +146,9 @@ class KubernetesEngine(Engine):
         return RUN_MOUNT
 
     def _claim(self) -> tuple[str, str] | None:
-        s = self.backend.settings
-        if not s.get("storage_claim"):
-            return None
-        from ..backends.kubernetes.settings import DEFAULT_STORAGE_MOUNT
+        from ..backends.kubernetes.settings import storage_claim_of
 
-        return s["storage_claim"], s.get("storage_mount", DEFAULT_STORAGE_MOUNT)
+        return storage_claim_of(self.backend.settings)
 
     def glob(self, pattern: str) -> list[str]:
         if self._claim() is None:

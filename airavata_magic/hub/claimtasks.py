@@ -11,7 +11,6 @@ folder says where its folder in the claim is.
 """
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 from pathlib import Path
@@ -77,9 +76,6 @@ def fetch_weights(folder: Path) -> None:
         return  # a task that failed before it saved any
     loc = _location(note["resource"], note["profile"])
     end = claim_end(loc, f"{note['relative']}/{weights}", f"{note['resource']}:/{note['relative']}/{weights}", None)
-    found = kernelfiles.info(end.manager, end.runtime or "", end.path)
-    if not found or found["type"] != "file":
-        return
-    out = io.BytesIO()
-    kernelfiles.download(end.manager, end.runtime or "", end.path, out, 0, found["size"], lambda n: None)
-    paths.write_private(folder / weights, out.getvalue(), fsync=False)
+    data = kernelfiles.read_bytes(end.manager, end.runtime or "", end.path)
+    if data is not None:
+        paths.write_private(folder / weights, data, fsync=False)

@@ -184,15 +184,7 @@ def _pod_place(manager: Any, runtime: str, folder: Path, meta: dict[str, Any]) -
                       End("kernel", remote, f"{runtime}:{remote}", runtime=runtime, manager=manager),
                       recursive=True, progress=False)
 
-    def read(path: str) -> bytes | None:
-        found = kernelfiles.info(manager, runtime, path)
-        if not found or found["type"] != "file":
-            return None
-        out = io.BytesIO()
-        kernelfiles.download(manager, runtime, path, out, 0, found["size"], lambda n: None)
-        return out.getvalue()
-
-    return manager, remote, f"{remote}/_airavata_infer.py", read
+    return manager, remote, f"{remote}/_airavata_infer.py", lambda p: kernelfiles.read_bytes(manager, runtime, p)
 
 
 def _run_code(manager: Any, runtime: str, code: str) -> None:

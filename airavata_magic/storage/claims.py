@@ -28,14 +28,14 @@ START_TIMEOUT_S = 300.0
 
 def claim_of(profile: "Profile", resource: str) -> tuple[str, str]:
     """``(claim name, mount path in pods)`` of a kubernetes resource; one line when it names none."""
-    from ..backends.kubernetes.settings import DEFAULT_STORAGE_MOUNT
+    from ..backends.kubernetes.settings import storage_claim_of
 
-    s = profile.resources[resource].settings
-    if not s.get("storage_claim"):
+    found = storage_claim_of(profile.resources[resource].settings)
+    if found is None:
         raise InvalidArgument(f"{resource} is a Kubernetes resource without storage_claim: name a "
                               f"PersistentVolumeClaim of its namespace (storage_claim: NAME) in the profile "
                               f"to use {resource}:/path as storage")
-    return s["storage_claim"], s.get("storage_mount", DEFAULT_STORAGE_MOUNT)
+    return found
 
 
 def storage_runtime_name(resource: str) -> str:

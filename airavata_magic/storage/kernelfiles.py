@@ -301,6 +301,18 @@ result = stats
 """
 
 
+def read_bytes(manager: Any, runtime: str, path: str) -> bytes | None:
+    """A regular file of the pod, whole, or None when there is none at ``path``."""
+    import io
+
+    found = info(manager, runtime, path)
+    if not found or found["type"] != "file":
+        return None
+    out = io.BytesIO()
+    download(manager, runtime, path, out, 0, found["size"], lambda n: None)
+    return out.getvalue()
+
+
 def tree_stats(manager: Any, runtime: str, path: str) -> list[tuple[int, float]]:
     """(size, mtime) of every entry under a directory in the pod (for a dataset's fingerprint)."""
     return call(manager, runtime, _STATS, path=path)

@@ -158,6 +158,13 @@ def mount_path(value: Any) -> str:
     return s
 
 
+def storage_claim_of(settings: dict[str, Any]) -> tuple[str, str] | None:
+    """``(claim, mount path)`` of a resource's validated settings, or None when it names no claim."""
+    if not settings.get("storage_claim"):
+        return None
+    return settings["storage_claim"], settings.get("storage_mount", DEFAULT_STORAGE_MOUNT)
+
+
 def names(value: Any) -> list[str]:
     """A list of Secret names (``image_pull_secrets``)."""
     return [dns_subdomain(v) for v in text_list(value)]
